@@ -1,0 +1,208 @@
+"""Command line: run a grid (default), or ``describe`` / ``check-data`` / ``bench``.
+
+    python run_all.py --grid table3 --preset quick --seeds 3
+    python run_all.py --grid table4 --backbones tsm_r18,vit --preset smoke
+    python run_all.py --grid table3 --data lus=lus-manifest:/data/manifest.csv
+    python run_all.py describe synthetic-lus
+    python run_all.py check-data adni:/data/ADNIMERGE.csv,/data/nifti
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from bench.presets import PRESETS
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors are one line and exit with status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _csv(value: str) -> list[str]:
+    return [v for v in value.split(",") if v]
+
+
+def _assignments(items: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, eq, val = item.partition("=")
+        if not eq or not key or not val:
+            raise ValueError(f"{what} must look like NAME=VALUE, got {item!r}")
+        out[key] = val
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench.grid import GRIDS
+    p = _Parser(prog="run_all.py", description="Regenerate the LEARNER paper's tables (and more) as "
+                "CSV, LaTeX and Markdown. Subcommands: describe, check-data, bench (see README).")
+    p.add_argument("--grid", default="table4", help=f"one of {', '.join(GRIDS)} (default table4)")
+    p.add_argument("--preset", default="paper", help=f"one of {', '.join(PRESETS)} (default paper)")
+    p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default: the preset's)")
+    p.add_argument("--seed-list", type=lambda s: [int(x) for x in _csv(s)], help="explicit seeds, e.g. 0,3,7")
+    p.add_argument("--backbones", type=_csv, help="filter or add backbones (comma separated)")
+    p.add_argument("--losses", type=_csv, help="filter or add losses: mse, cl, wcl, wcl_out, ...")
+    p.add_argument("--sims", type=_csv, help="filter or add similarities: cos, l2")
+    p.add_argument("--datasets", type=_csv, help="filter or add datasets: lus, adni")
+    p.add_argument("--data", action="append", metavar="DATASET=SOURCE",
+                   help="data source per dataset, e.g. lus=lus-manifest:manifest.csv (default synthetic)")
+    p.add_argument("--pretrained", action="append", metavar="BACKBONE=PATH",
+                   help="local weights for a backbone (file or save_pretrained directory)")
+    p.add_argument("--on-bad-input", choices=("fail", "skip"), default="fail",
+                   help="fail listing every bad row (default), or drop bad rows and report them")
+    p.add_argument("--epochs", type=int, help="override the preset's pretraining epochs")
+    p.add_argument("--out", default="results", help="results root (default results/)")
+    p.add_argument("--cache-dir", default=".cache/clips", help="decoded-clip cache (default .cache/clips)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    p.add_argument("--tables-only", action="store_true", help="rebuild tables from finished run JSONs")
+    p.add_argument("--list-backbones", action="store_true", help="print the backbone registry and exit")
+    return p
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"run_all.py: error: {message}\n")
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    args = build_parser().parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    if args.list_backbones:
+        return list_backbones_command(console)
+    try:
+        plan = plan_sweep(args)
+    except (KeyError, ValueError) as exc:
+        return _fail(str(exc.args[0]) if exc.args else str(exc))
+    return run_sweep(plan, args, console)
+
+
+def plan_sweep(args):
+    """Validate every name and build the run context and cell list (no work yet)."""
+    import backbones
+    from bench.data.sources import DEFAULT_SOURCES, parse_spec
+    from bench.grid import expand, grid_rows, select, validate_axis
+    from bench.losses import LOSSES, SIMILARITIES
+    from bench.presets import get_preset
+    from bench.runner import RunContext
+
+    rows = grid_rows(args.grid)
+    preset = get_preset(args.preset).with_overrides(epochs=args.epochs)
+    validate_axis("backbone", args.backbones, backbones.list_backbones())
+    validate_axis("loss", args.losses, LOSSES)
+    validate_axis("similarity", args.sims, SIMILARITIES)
+    validate_axis("dataset", args.datasets, tuple(DEFAULT_SOURCES))
+    data = _assignments(args.data, "--data")
+    validate_axis("dataset", list(data), tuple(DEFAULT_SOURCES))
+    for spec in data.values():
+        parse_spec(spec)
+    pretrained = _assignments(args.pretrained, "--pretrained")
+    validate_axis("backbone", list(pretrained), backbones.list_backbones())
+    for axis, values in (("dataset", args.datasets), ("backbone", args.backbones), ("loss", args.losses),
+                         ("sim", args.sims)):
+        rows = select(rows, axis, values)
+    if not rows:
+        raise ValueError("the filters leave no cell to run")
+    seeds = args.seed_list or list(range(args.seeds or preset.seeds))
+    ctx = RunContext(out_dir=Path(args.out) / args.grid, preset=preset, data_specs=data, pretrained=pretrained,
+                     device=args.device, amp=not args.no_amp, cache_dir=Path(args.cache_dir),
+                     on_bad_input=args.on_bad_input)
+    return ctx, rows, expand(args.grid, rows, seeds, preset.name, ctx.settings_for)
+
+
+def run_sweep(plan, args, console: Console) -> int:
+    from bench.data.scans import DataError
+    from bench.progress import RichReporter, summary_table
+    from bench.records import read_record
+    from bench.runner import DataStore, run_local
+    from bench.tables import summarize, write_tables
+
+    ctx, rows, specs = plan
+    if args.tables_only:
+        records = [r for r in (read_record(ctx.run_path(s)) for s in specs) if r is not None]
+        if len(records) < len(specs):
+            console.print(f"[yellow]{len(specs) - len(records)} of {len(specs)} cells have no finished run; "
+                          "their table cells stay empty[/]")
+        failed = []
+    else:
+        try:  # validate the data of every dataset in the grid before any training
+            store = DataStore()
+            for name in dict.fromkeys(r.dataset for r in rows):
+                ds = store.dataset(ctx, name)
+                for problem in ds.skipped:
+                    console.print(f"[yellow]skipped[/] {ds.name}: {problem}")
+        except DataError as exc:
+            sys.stderr.write(f"{exc}\n")
+            return 1
+        console.print(f"grid [bold]{args.grid}[/], preset [bold]{ctx.preset.name}[/]: {len(specs)} cells "
+                      f"({len(rows)} rows × {len(specs) // len(rows)} seeds) -> {ctx.out_dir}")
+        result = run_local(specs, ctx, RichReporter(console), store)
+        records, failed = result.records, result.failed
+        if result.ran == 0 and not failed:
+            console.print(f"all {len(specs)} cells were already finished in {ctx.out_dir / 'runs'}: "
+                          "nothing to run; tables rebuilt from them")
+        elif result.skipped:
+            console.print(f"resumed: {result.skipped} cells were already finished, {result.ran} ran now")
+    paths = write_tables(records, rows, args.grid, ctx.out_dir)
+    console.print(summary_table(summarize(records, rows), f"{args.grid} ({ctx.preset.name})"))
+    console.print("tables: " + ", ".join(str(p) for p in paths.values()))
+    for run_id, err in failed:
+        console.print(f"[red]failed[/] {run_id}: {err}")
+    return 1 if failed else 0
+
+
+def list_backbones_command(console: Console) -> int:
+    from rich.table import Table
+
+    from backbones.listing import backbone_rows
+    rows = backbone_rows()
+    table = Table(title="registered backbones")
+    for col in rows[0]:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(v) for v in r.values()))
+    console.print(table)
+    return 0
+
+
+def describe_command(argv: list[str]) -> int:
+    p = _Parser(prog="run_all.py describe", description="Print the figures that make a dataset a "
+                "meaningful benchmark (sizes, pair labels, nuisance vs signal).")
+    p.add_argument("source", nargs="*", default=["synthetic-lus", "synthetic-mri"])
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=64)
+    args = p.parse_args(argv)
+    from bench.data import load_dataset
+    from bench.data.describe import describe, format_description
+    try:
+        for spec in args.source:
+            print(format_description(describe(load_dataset(spec), frames=args.frames, size=args.size)))
+    except (KeyError, ValueError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def check_data_command(argv: list[str]) -> int:
+    p = _Parser(prog="run_all.py check-data", description="Validate a data source without training: "
+                "sizes, pairs per label, and every problem found with its row and file.")
+    p.add_argument("source", help="e.g. lus-manifest:manifest.csv or adni:ADNIMERGE.csv,nifti_dir")
+    args = p.parse_args(argv)
+    from bench.data.check import check_data, format_report
+    try:
+        report = check_data(args.source)
+    except (KeyError, ValueError) as exc:
+        return _fail(str(exc))
+    print(format_report(report))
+    return 1 if report.problems else 0
+
+
+SUBCOMMANDS = {"describe": describe_command, "check-data": check_data_command}

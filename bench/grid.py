@@ -1,0 +1,108 @@
+"""Grids: lists of run specs (dataset, backbone, loss, similarity, seed, preset).
+
+A cell's ``run_id`` names it and carries a short hash of everything else the result
+depends on (preset settings, data source, weights), so results of different settings
+never overwrite each other and a rerun finds exactly its own finished cells.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+
+from bench.losses import LOSSES, SIMILARITIES
+from bench.paper import TABLE4
+
+DATASETS = ("lus", "adni")
+PAPER_BACKBONES = ("tsm_r18", "resnet2d_r18", "swin", "vit", "timesformer", "videomae")
+PAPER_LOSSES = ("mse", "cl", "wcl")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: the run settings except the seed."""
+
+    dataset: str
+    backbone: str
+    loss: str
+    sim: str = "cos"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    grid: str
+    row: Row
+    seed: int
+    preset: str
+    fingerprint: str = ""  # hash of preset settings, data source and weights
+
+    @property
+    def run_id(self) -> str:
+        r = self.row
+        return f"{self.preset}-{r.dataset}-{r.backbone}-{r.loss}-{r.sim}-s{self.seed}-{self.fingerprint}"
+
+
+def _table3() -> list[Row]:
+    return [Row(d, "tsm_r18", loss) for d in DATASETS for loss in PAPER_LOSSES]
+
+
+def _table4() -> list[Row]:
+    return [Row("lus", b, loss, sim) for b, loss, sim, _, _ in TABLE4]
+
+
+def _full() -> list[Row]:
+    rows = []
+    for b in PAPER_BACKBONES:
+        rows.append(Row("lus", b, "mse"))  # the similarity does not enter plain MSE
+        rows += [Row("lus", b, loss, sim) for loss in ("cl", "wcl") for sim in SIMILARITIES]
+    return rows
+
+
+def _beyond() -> list[Row]:
+    return [Row(d, "tsm_r18", loss) for d in DATASETS for loss in LOSSES]
+
+
+GRIDS = {"table3": _table3, "table4": _table4, "full": _full, "beyond": _beyond}
+
+
+def grid_rows(name: str) -> list[Row]:
+    if name not in GRIDS:
+        raise KeyError(f"unknown grid {name!r}; valid: {', '.join(GRIDS)}")
+    return GRIDS[name]()
+
+
+def select(rows: list[Row], axis: str, values: list[str] | None) -> list[Row]:
+    """Filter-or-extend one axis: keep rows whose value is listed; a listed value the grid
+    lacks gets a copy of every distinct row of the grid with that axis replaced (so
+    ``--backbones mine`` runs a new backbone under the grid's losses and similarities)."""
+    if not values:
+        return rows
+    present = {getattr(r, axis) for r in rows}
+    out = [r for r in rows if getattr(r, axis) in values]
+    templates = list(dict.fromkeys(replace(r, **{axis: ""}) for r in rows))
+    for v in values:
+        if v not in present:
+            out += [replace(t, **{axis: v}) for t in templates]
+    out = list(dict.fromkeys(r if r.loss != "mse" else replace(r, sim="cos") for r in out))
+    return out
+
+
+def fingerprint(settings: dict) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def expand(grid: str, rows: list[Row], seeds: list[int], preset: str, settings_for) -> list[RunSpec]:
+    """Cells in table order, seeds innermost; ``settings_for(row)`` gives what the fingerprint covers."""
+    return [RunSpec(grid, r, s, preset, fingerprint(settings_for(r))) for r in rows for s in seeds]
+
+
+def validate_axis(name: str, values: list[str] | None, valid: list[str] | tuple[str, ...]) -> None:
+    for v in values or []:
+        if v not in valid:
+            raise KeyError(f"unknown {name} {v!r}; valid: {', '.join(valid)}")
+
+
+def spec_dict(spec: RunSpec) -> dict:
+    return {"grid": spec.grid, **asdict(spec.row), "seed": spec.seed, "preset": spec.preset,
+            "run_id": spec.run_id}
+

@@ -1,0 +1,216 @@
+"""Executing grid cells: data -> pretrain -> embeddings -> pairs -> classifier -> record.
+
+Each finished cell is one JSON under ``<out>/runs/<run_id>.json`` (written atomically,
+after the cell's embedding sidecar), so a rerun skips finished cells and a killed sweep
+resumes where it stopped. A failed cell is reported and the sweep goes on.
+"""
+from __future__ import annotations
+
+import resource
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+import backbones
+from bench.data import load_dataset
+from bench.data.cache import cache_path, load_clips
+from bench.data.pairs import label_counts, label_rule, make_pairs
+from bench.data.scans import LongitudinalDataset
+from bench.data.sources import DEFAULT_SOURCES
+from bench.data.splits import SPLITS, split_patients
+from bench.grid import Row, RunSpec, spec_dict
+from bench.losses import LossSpec
+from bench.presets import Preset
+from bench.records import git_commit, library_versions, read_record, save_run
+from bench.train import ClipBatcher, Regressor, embed, pair_features, pretrain, train_classifier
+
+
+@dataclass
+class RunContext:
+    """Everything a cell needs besides its spec; identical for every cell of a sweep."""
+
+    out_dir: Path
+    preset: Preset
+    data_specs: dict[str, str] = field(default_factory=dict)
+    pretrained: dict[str, str] = field(default_factory=dict)
+    device: str = "auto"
+    amp: bool = True
+    cache_dir: Path | None = Path(".cache/clips")
+    on_bad_input: str = "fail"
+
+    def data_spec(self, dataset: str) -> str:
+        return self.data_specs.get(dataset, DEFAULT_SOURCES[dataset])
+
+    def settings_for(self, row: Row) -> dict:
+        """What a cell's result depends on besides its row and seed (its fingerprint)."""
+        return {"preset": self.preset.to_dict(), "data": self.data_spec(row.dataset),
+                "pretrained": self.pretrained.get(row.backbone), "on_bad_input": self.on_bad_input}
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def run_path(self, spec: RunSpec) -> Path:
+        return self.out_dir / "runs" / f"{spec.run_id}.json"
+
+
+class DataStore:
+    """Per-process memo of datasets and device-resident clip tensors (shared by cells)."""
+
+    def __init__(self):
+        self._datasets: dict[tuple, LongitudinalDataset] = {}
+        self._clips: dict[tuple, torch.Tensor] = {}
+
+    def dataset(self, ctx: RunContext, name: str) -> LongitudinalDataset:
+        key = (ctx.data_spec(name), ctx.on_bad_input, tuple(sorted(ctx.preset.data_defaults.items())))
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(key[0], on_bad_input=ctx.on_bad_input,
+                                               **ctx.preset.data_defaults)
+        return self._datasets[key]
+
+    def clips(self, ctx: RunContext, ds: LongitudinalDataset, device: torch.device,
+              on_clip: Callable[[int], None] | None = None) -> torch.Tensor:
+        p = ctx.preset
+        key = (str(cache_path(ds, p.cache_frames, p.img_size, Path("."))), str(device))
+        if key not in self._clips:
+            arr = load_clips(ds, p.cache_frames, p.img_size, ctx.cache_dir, on_clip)
+            self._clips[key] = torch.from_numpy(arr).to(device)
+        return self._clips[key]
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, process-wide
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
+             on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+    """Run one cell end to end and return its record (not yet written; see ``save_run``)."""
+    t_start = time.perf_counter()
+    p, row = ctx.preset, spec.row
+    device = ctx.torch_device()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    ds = store.dataset(ctx, row.dataset)
+    clips = store.clips(ctx, ds, device)
+    t_data = time.perf_counter() - t_start
+
+    splits = split_patients(ds.scans, spec.seed)
+    scores = ds.scans["score"].to_numpy(float)
+    mu, sd = scores[splits["train"]].mean(), scores[splits["train"]].std() + 1e-8
+    y = torch.as_tensor((scores - mu) / sd, dtype=torch.float32, device=device)
+
+    torch.manual_seed(spec.seed)
+    weights = ctx.pretrained.get(row.backbone)
+    encoder = backbones.create(row.backbone, num_frames=p.frames, img_size=p.img_size,
+                               pretrained=weights, variant=p.variant)
+    model = Regressor(encoder, p.head_hidden).to(device)
+    batcher = ClipBatcher(clips, p.frames)
+    loss = LossSpec(row.loss, row.sim, p.lam, p.eps)
+    pre = pretrain(model, batcher, y, splits["train"], splits["val"], p, loss, spec.seed, ctx.amp, on_epoch)
+
+    u = embed(model.encoder, batcher, ctx.amp)
+    pairs = make_pairs(ds.scans, label_rule(ds.kind, p.mmse_threshold))
+    split_of = np.empty(len(ds.scans), dtype=object)
+    for name in SPLITS:
+        split_of[splits[name]] = name
+    pair_split = {name: pairs[split_of[pairs["a"].to_numpy()] == name] for name in SPLITS}
+    feats = {k: pair_features(u, v["a"].to_numpy(), v["b"].to_numpy()) for k, v in pair_split.items()}
+    labels = {k: v["label"].to_numpy() for k, v in pair_split.items()}
+    if not len(labels["train"]) or not len(labels["test"]):
+        raise RuntimeError(f"{row.dataset}: no {'train' if not len(labels['train']) else 'test'} pairs "
+                           f"with seed {spec.seed}; the dataset is too small for a 3-way split")
+    down = train_classifier(feats, labels, p, spec.seed)
+
+    test_idx = splits["test"]
+    return {
+        **spec_dict(spec),
+        "fingerprint": spec.fingerprint,
+        "settings": ctx.settings_for(row),
+        "metrics": down.metrics,
+        "test_pairs": {"true": down.test_true.tolist(), "pred": down.test_pred.tolist()},
+        "downstream": {"best_epoch": down.best_epoch, "best_val_macro_f1": down.best_val_macro_f1},
+        "pretrain": {"best_epoch": pre.best_epoch, "best_val_mse": pre.best_val_mse, "history": pre.history},
+        "data": {
+            "source": ctx.data_spec(row.dataset), "kind": ds.kind, "score": ds.score_name,
+            "patients": ds.n_patients, "scans": len(ds),
+            "skipped": [str(x) for x in ds.skipped],
+            "split_patients": {k: int(ds.scans["patient_id"].iloc[v].nunique()) for k, v in splits.items()},
+            "split_scans": {k: len(v) for k, v in splits.items()},
+            "pairs": {k: label_counts(v) for k, v in pair_split.items()},
+            "score_standardisation": {"mean": mu, "std": sd},
+        },
+        "embeddings": {  # test-scan embeddings for Figure 1, saved beside the JSON as .npz
+            "u": u[torch.as_tensor(test_idx, device=device)].half().cpu().numpy(),
+            "score": scores[test_idx],
+            "patient_id": ds.scans["patient_id"].iloc[test_idx].to_numpy(dtype=str),
+            "visit": ds.scans["visit"].iloc[test_idx].to_numpy(dtype=str),
+        },
+        "pretrained": weights or "none",
+        "timing": {
+            "wall_seconds": time.perf_counter() - t_start, "data_seconds": t_data,
+            "pretrain_seconds": pre.seconds,
+            "train_clips_per_second": pre.train_clips / max(pre.seconds, 1e-9),
+            "peak_memory_mb": _peak_memory_mb(device),
+        },
+        "device": _device_name(device),
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+@dataclass
+class SweepResult:
+    records: list[dict]
+    skipped: int      # already finished before this call
+    ran: int
+    failed: list[tuple[str, str]]  # (run_id, error)
+
+
+def run_local(specs: list[RunSpec], ctx: RunContext, reporter=None,
+              store: DataStore | None = None) -> SweepResult:
+    """Run unfinished cells one after another in this process."""
+    store = store or DataStore()
+    records, failed, skipped, ran = [], [], 0, 0
+    todo = []
+    for spec in specs:
+        rec = read_record(ctx.run_path(spec))
+        if rec is not None:
+            records.append(rec)
+            skipped += 1
+        else:
+            todo.append(spec)
+    if reporter:
+        reporter.start(len(specs), skipped, ctx.preset.epochs)
+    for spec in todo:
+        if reporter:
+            reporter.cell_started(spec)
+        try:
+            rec = run_cell(spec, ctx, store, reporter.epoch_done if reporter else None)
+        except Exception as exc:  # one broken cell must not stop the sweep
+            failed.append((spec.run_id, f"{type(exc).__name__}: {exc}"))
+            if reporter:
+                reporter.cell_failed(spec, exc, traceback.format_exc())
+            continue
+        save_run(ctx.run_path(spec), rec)
+        records.append(rec)
+        ran += 1
+        if reporter:
+            reporter.cell_done(spec, rec)
+    if reporter:
+        reporter.stop()
+    return SweepResult(records, skipped, ran, failed)

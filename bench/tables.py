@@ -1,0 +1,163 @@
+"""Tables from run records: tidy CSV plus Markdown and LaTeX laid out like the paper.
+
+Every cell is mean ± std over seeds (n shown); the paper's published numbers sit in
+adjacent columns; in LaTeX the best of our means in each column is bold (booktabs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.grid import Row
+from bench.losses import LOSS_LABELS, SIM_LABELS
+from bench.paper import published
+
+METRICS = ("accuracy", "macro_f1", "weighted_f1")
+DATASET_LABELS = {"lus": "LUS", "adni": "ADNI"}
+
+
+def backbone_label(name: str) -> str:
+    import backbones
+    try:
+        return backbones.backbone_info(name).paper_label or name
+    except KeyError:
+        return name
+
+
+def loss_label(row: Row) -> str:
+    label = LOSS_LABELS.get(row.loss, row.loss)
+    return f"{label} ({SIM_LABELS[row.sim]})" if row.loss != "mse" and row.sim != "cos" else label
+
+
+def summarize(records: list[dict], rows: list[Row]) -> pd.DataFrame:
+    """One line per table row (in grid order): n seeds, mean/std of each metric, paper's numbers."""
+    by_row: dict[Row, list[dict]] = {}
+    for rec in records:
+        by_row.setdefault(Row(rec["dataset"], rec["backbone"], rec["loss"], rec["sim"]), []).append(rec)
+    out = []
+    for row in rows:
+        recs = sorted(by_row.get(row, []), key=lambda r: r["seed"])
+        line = {"dataset": row.dataset, "backbone": row.backbone, "loss": row.loss, "sim": row.sim,
+                "model": backbone_label(row.backbone), "loss_label": loss_label(row), "n": len(recs),
+                "seeds": " ".join(str(r["seed"]) for r in recs)}
+        for m in METRICS:
+            vals = np.array([r["metrics"][m] for r in recs], dtype=float)
+            line[f"{m}_mean"] = vals.mean() if len(vals) else np.nan
+            line[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else np.nan
+        paper = published(row.dataset, row.backbone, row.loss, row.sim)
+        line["paper_accuracy"], line["paper_f1"] = paper if paper else (np.nan, np.nan)
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+@dataclass
+class Cell:
+    text: str
+    bold: bool = False
+
+
+def _fmt(mean: float, std: float, digits: int, n: int) -> str:
+    if n == 0 or np.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "")
+
+
+def _paper(v: float, digits: int) -> str:
+    return "–" if np.isnan(v) else f"{v:.{digits}f}"
+
+
+def _metric_cells(sub: pd.DataFrame) -> list[list[Cell]]:
+    """Per row: ours acc, ours macro-F1, paper acc, paper F1; best of ours bold."""
+    best_acc = sub["accuracy_mean"].max()
+    best_f1 = sub["macro_f1_mean"].max()
+    cells = []
+    for _, r in sub.iterrows():
+        cells.append([
+            Cell(_fmt(r.accuracy_mean, r.accuracy_std, 2, r.n), bool(r.n) and r.accuracy_mean == best_acc),
+            Cell(_fmt(r.macro_f1_mean, r.macro_f1_std, 3, r.n), bool(r.n) and r.macro_f1_mean == best_f1),
+            Cell(_paper(r.paper_accuracy, 2)), Cell(_paper(r.paper_f1, 3)),
+        ])
+    return cells
+
+
+METRIC_HEADERS = ["Acc. (ours)", "F1 (ours)", "Acc. (paper)", "F1 (paper)"]
+
+
+def layout(summary: pd.DataFrame, grid: str) -> tuple[list[tuple[str, int]], list[str], list[list[Cell]]]:
+    """(column groups, column names, rows). Table 3: losses down, datasets across;
+    otherwise one line per (dataset,) model, loss."""
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    if grid == "table3":
+        losses = list(dict.fromkeys(summary["loss_label"]))
+        per_ds = {d: summary[summary["dataset"] == d].set_index("loss_label").reindex(losses) for d in datasets}
+        per_ds = {d: s.assign(n=s["n"].fillna(0).astype(int)) for d, s in per_ds.items()}
+        blocks = {d: _metric_cells(s) for d, s in per_ds.items()}
+        rows = [[Cell(loss)] + sum((blocks[d][i] for d in datasets), []) for i, loss in enumerate(losses)]
+        groups = [("", 1)] + [(DATASET_LABELS.get(d, d), 4) for d in datasets]
+        return groups, ["Loss"] + METRIC_HEADERS * len(datasets), rows
+    lead = ["Dataset"] if len(datasets) > 1 else []
+    rows = []
+    for d in datasets:
+        sub = summary[summary["dataset"] == d]
+        for (_, r), cells in zip(sub.iterrows(), _metric_cells(sub)):
+            rows.append([Cell(DATASET_LABELS.get(d, d))] * len(lead) + [Cell(r.model), Cell(r.loss_label)] + cells)
+    n_lead = len(lead) + 2
+    return [("", n_lead + 4)], lead + ["Model", "Loss"] + METRIC_HEADERS, rows
+
+
+def to_markdown(groups, columns, rows) -> str:
+    """One header line: a column group's title (e.g. the dataset) prefixes its columns."""
+    def cell(c: Cell) -> str:
+        return f"**{c.text}**" if c.bold else c.text
+    titles = [title for title, span in groups for _ in range(span)]
+    columns = [f"{t} {c}" if t else c for t, c in zip(titles, columns)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _tex_escape(s: str) -> str:
+    return s.replace("±", r"$\pm$").replace("%", r"\%").replace("_", r"\_").replace("–", "--")
+
+
+def to_latex(groups, columns, rows, caption: str) -> str:
+    def cell(c: Cell) -> str:
+        t = _tex_escape(c.text)
+        return rf"\textbf{{{t}}}" if c.bold else t
+    spec = "l" * groups[0][1] + "c" * (len(columns) - groups[0][1])
+    head_groups, rules, col = [], [], 1
+    for title, span in groups:
+        head_groups.append(rf"\multicolumn{{{span}}}{{c}}{{{_tex_escape(title)}}}" if title else
+                           " & ".join([""] * span))
+        if title:
+            rules.append(rf"\cmidrule(lr){{{col}-{col + span - 1}}}")
+        col += span
+    out = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(caption)}}}",
+           rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+           " & ".join(head_groups) + r" \\", " ".join(rules),
+           " & ".join(_tex_escape(c) for c in columns) + r" \\", r"\midrule"]
+    out += [" & ".join(cell(c) for c in r) + r" \\" for r in rows]
+    out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+CAPTIONS = {
+    "table3": "Table 3 (reproduced): TSM, loss ablation on LUS and ADNI; mean ± std over seeds.",
+    "table4": "Table 4 (reproduced): backbone × loss × similarity on LUS; mean ± std over seeds.",
+}
+
+
+def write_tables(records: list[dict], rows: list[Row], grid: str, out_dir: Path) -> dict[str, Path]:
+    """``<out>/<grid>.csv|.md|.tex``; returns the paths."""
+    summary = summarize(records, rows)
+    groups, columns, body = layout(summary, grid)
+    caption = CAPTIONS.get(grid, f"Grid {grid}: mean ± std over seeds.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {ext: out_dir / f"{grid}.{ext}" for ext in ("csv", "md", "tex")}
+    summary.to_csv(paths["csv"], index=False, float_format="%.4f")
+    paths["md"].write_text(f"{caption}\n\n" + to_markdown(groups, columns, body))
+    paths["tex"].write_text(to_latex(groups, columns, body, caption))
+    return paths

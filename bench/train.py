@@ -1,0 +1,223 @@
+"""Pretraining (encoder + MLP regression head) and the downstream 3-way pair classifier.
+
+Clips live in one ``uint8[N, F, H, W]`` tensor on the training device; a batch is an index
+tensor, so the step loop does no host-side decoding and, on CUDA, no host syncs (losses
+are accumulated on the device and read once per epoch).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from torch import nn
+
+from bench.losses import LossSpec
+from bench.presets import Preset
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ClipBatcher:
+    """Index batch -> normalised ``float[B, T, 3, H, W]`` with equi-temporal sampling.
+
+    The cached clip has ``F = stride * T`` frames; training takes one frame at a random
+    offset inside each stride, evaluation the centre of each stride. The gray channel is
+    replicated to three and ImageNet-normalised so that ImageNet/Kinetics weights load
+    unchanged.
+    """
+
+    def __init__(self, clips: torch.Tensor, frames: int):
+        if clips.shape[1] % frames:
+            raise ValueError(f"cached frames ({clips.shape[1]}) must be a multiple of model frames ({frames})")
+        self.clips, self.frames = clips, frames
+        self.stride = clips.shape[1] // frames
+        dev = clips.device
+        self.base = torch.arange(frames, device=dev) * self.stride
+        self.mean = torch.tensor(IMAGENET_MEAN, device=dev).view(1, 1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, device=dev).view(1, 1, 3, 1, 1)
+
+    def __call__(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if generator is None:
+            offsets = torch.full((1, self.frames), self.stride // 2, device=self.clips.device)
+        else:
+            offsets = torch.randint(0, self.stride, (len(idx), self.frames), generator=generator,
+                                    device=self.clips.device)
+        x = self.clips[idx[:, None], self.base + offsets]  # [B, T, H, W] uint8
+        x = x.unsqueeze(2).float().div_(255.0)
+        return (x - self.mean) / self.std
+
+
+class Regressor(nn.Module):
+    """Encoder + MLP head predicting the standardised score; returns (prediction, embedding)."""
+
+    def __init__(self, encoder: nn.Module, hidden: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Sequential(nn.Linear(encoder.embed_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = self.encoder(x)
+        return self.head(u).squeeze(-1), u
+
+
+def autocast(device: torch.device, amp: bool):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+
+
+@dataclass
+class PretrainResult:
+    best_epoch: int
+    best_val_mse: float
+    history: list[dict] = field(default_factory=list)
+    train_clips: int = 0
+    seconds: float = 0.0
+
+
+def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, train_idx: np.ndarray,
+             val_idx: np.ndarray, preset: Preset, loss: LossSpec, seed: int, amp: bool = True,
+             on_epoch: Callable[[int, dict], None] | None = None) -> PretrainResult:
+    """Table 2 protocol; keeps (in ``model``) the weights of the epoch with the lowest val MSE."""
+    device = y.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    train_t = torch.as_tensor(train_idx, device=device)
+    val_t = torch.as_tensor(val_idx, device=device)
+    opt = torch.optim.Adam(model.parameters(), lr=preset.lr, fused=device.type == "cuda")
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=preset.epochs)
+    bs = preset.batch_size
+    n_batches = max(1, len(train_t) // bs)  # drop the ragged last batch: the loss needs B/2 pairs
+    best, best_state = float("inf"), None
+    result = PretrainResult(best_epoch=-1, best_val_mse=float("inf"))
+    start = time.perf_counter()
+    for epoch in range(preset.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        perm = train_t[torch.randperm(len(train_t), generator=gen, device=device)]
+        sums = torch.zeros(3, device=device)
+        for b in range(n_batches):
+            idx = perm[b * bs:(b + 1) * bs]
+            with autocast(device, amp):
+                pred, u = model(batcher(idx, gen))
+            parts = loss(pred, u, y[idx])
+            opt.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            opt.step()
+            sums += torch.stack([parts["loss"], parts["mse"], parts["contrastive"]]).detach()
+        sched.step()
+        result.train_clips += n_batches * min(bs, len(train_t))
+        val_mse = evaluate_mse(model, batcher, y, val_t, amp)
+        row = dict(zip(("loss", "mse", "contrastive"), (sums / n_batches).tolist()))
+        row.update(epoch=epoch, val_mse=val_mse, lr=opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0)
+        result.history.append(row)
+        if val_mse < best:
+            best, result.best_epoch = val_mse, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        if on_epoch:
+            on_epoch(epoch, row)
+    result.best_val_mse = best
+    result.seconds = time.perf_counter() - start
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result
+
+
+@torch.no_grad()
+def evaluate_mse(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, idx: torch.Tensor,
+                 amp: bool, batch: int = 32) -> float:
+    if len(idx) == 0:
+        return float("nan")
+    model.eval()
+    total = torch.zeros((), device=y.device)
+    for s in range(0, len(idx), batch):
+        part = idx[s:s + batch]
+        with autocast(y.device, amp):
+            pred, _ = model(batcher(part))
+        total += ((pred.float() - y[part]) ** 2).sum()
+    return (total / len(idx)).item()
+
+
+@torch.no_grad()
+def embed(encoder: nn.Module, batcher: ClipBatcher, amp: bool, batch: int = 32) -> torch.Tensor:
+    """Embeddings ``float32[N, D]`` of every cached clip (centred frames, eval mode)."""
+    encoder.eval()
+    n = batcher.clips.shape[0]
+    out = []
+    for s in range(0, n, batch):
+        idx = torch.arange(s, min(n, s + batch), device=batcher.clips.device)
+        with autocast(idx.device, amp):
+            out.append(encoder(batcher(idx)).float())
+    return torch.cat(out)
+
+
+def pair_features(u: torch.Tensor, a: np.ndarray, b: np.ndarray) -> torch.Tensor:
+    """``[u_a, u_b, u_b - u_a]`` for each pair (the classifier's input)."""
+    ua, ub = u[torch.tensor(a, device=u.device)], u[torch.tensor(b, device=u.device)]
+    return torch.cat([ua, ub, ub - ua], dim=1)
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy in percent (as the paper prints it), macro- and weighted-F1 in [0, 1]."""
+    labels = [0, 1, 2]
+    return {
+        "accuracy": 100.0 * accuracy_score(y_true, y_pred),
+        "macro_f1": f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+        "weighted_f1": f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0),
+    }
+
+
+@dataclass
+class DownstreamResult:
+    metrics: dict[str, float]
+    best_epoch: int
+    best_val_macro_f1: float
+    test_pred: np.ndarray
+    test_true: np.ndarray
+
+
+def train_classifier(x: dict[str, torch.Tensor], y: dict[str, np.ndarray], preset: Preset,
+                     seed: int) -> DownstreamResult:
+    """3-way MLP on pair features; selected on val macro-F1, reported on test pairs.
+
+    Features are standardised with train-pair statistics (embedding scales differ wildly
+    between backbones and losses).
+    """
+    torch.manual_seed(seed)
+    device = x["train"].device
+    mu, sd = x["train"].mean(0), x["train"].std(0).clamp_min(1e-6)
+    x = {k: (v - mu) / sd for k, v in x.items()}
+    clf = nn.Sequential(nn.Linear(x["train"].shape[1], preset.ds_hidden), nn.ReLU(), nn.Dropout(0.2),
+                        nn.Linear(preset.ds_hidden, 3)).to(device)
+    opt = torch.optim.Adam(clf.parameters(), lr=preset.ds_lr)
+    y_train = torch.as_tensor(y["train"], device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    best_f1, best_epoch, best_state = -1.0, -1, None
+
+    def predict(split: str) -> np.ndarray:
+        clf.eval()
+        with torch.no_grad():
+            return clf(x[split]).argmax(1).cpu().numpy()
+
+    for epoch in range(preset.ds_epochs):
+        clf.train()
+        perm = torch.randperm(len(y_train), generator=gen, device=device)
+        for s in range(0, len(perm), preset.ds_batch_size):
+            idx = perm[s:s + preset.ds_batch_size]
+            loss = nn.functional.cross_entropy(clf(x["train"][idx]), y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if len(y["val"]):
+            f1 = f1_score(y["val"], predict("val"), labels=[0, 1, 2], average="macro", zero_division=0)
+        else:
+            f1 = 0.0  # no validation pairs: the last epoch is kept
+        if f1 > best_f1 or not len(y["val"]):
+            best_f1, best_epoch, best_state = f1, epoch, copy.deepcopy(clf.state_dict())
+    clf.load_state_dict(best_state)
+    pred = predict("test")
+    return DownstreamResult(classification_metrics(y["test"], pred), best_epoch, best_f1, pred, y["test"])
