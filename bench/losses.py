@@ -15,6 +15,20 @@ paper's "first B/2 / last B/2" counted with the self-pair, which contributes
   ``(d_ij + eps) log s_ij``, so farther negatives are pushed harder (our variant)
 
 Similarities map into (0, 1] so the log is defined, and are clamped at ``SIM_FLOOR``.
+
+Beyond the paper (extra rows, softmax-based, temperature ``tau``; the similarity's logit is
+``cos(u_i, u_j)`` for ``cos`` and ``-||û_i - û_j||`` for ``l2``):
+
+* ``rnc``:    Rank-N-Contrast (Zha et al., NeurIPS 2023): for each anchor i and each j != i,
+  ``-log( exp(l_ij/tau) / sum_{k != i, d_ik >= d_ij} exp(l_ik/tau) )``, averaged over j
+  (weight 1/(B-1) per anchor) and anchors; tau = 2 on ``-||û_i - û_j||`` in the original,
+  here tau = ``TAU`` for both similarities.
+* ``yaware``: y-aware InfoNCE (Dufumier et al., MICCAI 2021): RBF kernel
+  ``w_ij = exp(-(y_i - y_j)^2 / (2 sigma^2))`` normalised over j != i per anchor, times
+  ``-log softmax_{k != i}(l_ik / tau)_j``; sigma = ``SIGMA`` on standardised scores.
+* ``supcon``: SupCon (Khosla et al., NeurIPS 2020) with the clinical score bins as classes
+  (S/F bins of the paper; MMSE bins 0-17 / 18-23 / 24-26 / 27-30); an anchor with no
+  other sample of its bin in the batch has no positive and is left out of the mean.
 """
 from __future__ import annotations
 
@@ -24,10 +38,14 @@ import torch
 import torch.nn.functional as F
 
 SIM_FLOOR = 1e-4
+TAU = 0.1
+SIGMA = 1.0
 SIMILARITIES = ("cos", "l2")
 CONTRASTIVE = ("cl", "wcl", "wcl_out")
-LOSSES = ("mse",) + CONTRASTIVE
-LOSS_LABELS = {"mse": "MSE", "cl": "MSE + CL", "wcl": "MSE + wCL", "wcl_out": "MSE + wCL(out)"}
+SOFTMAX_BASED = ("rnc", "yaware", "supcon")
+LOSSES = ("mse",) + CONTRASTIVE + SOFTMAX_BASED
+LOSS_LABELS = {"mse": "MSE", "cl": "MSE + CL", "wcl": "MSE + wCL", "wcl_out": "MSE + wCL(out)",
+               "rnc": "MSE + RnC", "yaware": "MSE + y-aware InfoNCE", "supcon": "MSE + SupCon(bins)"}
 SIM_LABELS = {"cos": "cosSim", "l2": "l2Sim"}
 
 
@@ -89,6 +107,60 @@ def contrastive_loss(u: torch.Tensor, y: torch.Tensor, kind: str, sim: str = "co
     return (_masked_row_mean(neg_terms, neg) - _masked_row_mean(pos_terms, pos)).mean()
 
 
+def _logits(u: torch.Tensor, sim: str, tau: float) -> torch.Tensor:
+    """Softmax logits: cosine, or minus the (safe) l2 distance of unit vectors, over tau."""
+    z = F.normalize(u.float(), dim=1)
+    if sim == "cos":
+        return (z @ z.T) / tau
+    if sim == "l2":
+        return -(2.0 - 2.0 * (z @ z.T)).clamp_min(1e-12).sqrt() / tau
+    raise ValueError(f"unknown similarity {sim!r}; valid: {', '.join(SIMILARITIES)}")
+
+
+def _log_softmax_others(logits: torch.Tensor) -> torch.Tensor:
+    """Row-wise log-softmax over k != i (the diagonal gets -inf and must not be used)."""
+    eye = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+    return logits.masked_fill(eye, float("-inf")).log_softmax(dim=1)
+
+
+def rnc_loss(u: torch.Tensor, y: torch.Tensor, sim: str = "l2", tau: float = TAU) -> torch.Tensor:
+    b = u.shape[0]
+    if b < 2:
+        return u.sum() * 0.0
+    logits = _logits(u, sim, tau)
+    d = (y[:, None] - y[None, :]).abs().float()
+    eye = torch.eye(b, dtype=torch.bool, device=u.device)
+    # denominator set of (i, j): k != i with d_ik >= d_ij  ->  mask [i, j, k]
+    allowed = (d[:, None, :] >= d[:, :, None]) & ~eye[:, None, :]
+    denom = logits[:, None, :].expand(b, b, b).masked_fill(~allowed, float("-inf")).logsumexp(dim=2)
+    log_prob = logits - denom
+    return -(log_prob.masked_fill(eye, 0.0).sum(1) / (b - 1)).mean()
+
+
+def yaware_loss(u: torch.Tensor, y: torch.Tensor, sim: str = "cos", tau: float = TAU,
+                sigma: float = SIGMA) -> torch.Tensor:
+    b = u.shape[0]
+    if b < 2:
+        return u.sum() * 0.0
+    eye = torch.eye(b, dtype=torch.bool, device=u.device)
+    w = torch.exp(-((y[:, None] - y[None, :]).float() ** 2) / (2 * sigma ** 2)).masked_fill(eye, 0.0)
+    w = w / w.sum(1, keepdim=True)
+    log_prob = _log_softmax_others(_logits(u, sim, tau)).masked_fill(eye, 0.0)
+    return -(w * log_prob).sum(1).mean()
+
+
+def supcon_loss(u: torch.Tensor, groups: torch.Tensor, sim: str = "cos", tau: float = TAU) -> torch.Tensor:
+    b = u.shape[0]
+    eye = torch.eye(b, dtype=torch.bool, device=u.device)
+    pos = (groups[:, None] == groups[None, :]) & ~eye
+    has_pos = pos.any(1)
+    if b < 2 or not has_pos.any():
+        return u.sum() * 0.0
+    log_prob = _log_softmax_others(_logits(u, sim, tau)).masked_fill(eye, 0.0)
+    per_anchor = (log_prob * pos).sum(1) / pos.sum(1).clamp_min(1)
+    return -per_anchor[has_pos].mean()
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """``mse`` alone or ``mse + lam * <contrastive>`` with a similarity."""
@@ -104,11 +176,21 @@ class LossSpec:
         if self.sim not in SIMILARITIES:
             raise ValueError(f"unknown similarity {self.sim!r}; valid: {', '.join(SIMILARITIES)}")
 
-    def __call__(self, pred: torch.Tensor, u: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Returns ``{"loss", "mse", "contrastive"}``; ``pred [B]`` is the head's output."""
+    def __call__(self, pred: torch.Tensor, u: torch.Tensor, y: torch.Tensor,
+                 groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Returns ``{"loss", "mse", "contrastive"}``; ``pred [B]`` is the head's output,
+        ``groups [B]`` the score bins (used by ``supcon`` only)."""
         mse = F.mse_loss(pred.float(), y.float())
         if self.name == "mse":
             con = mse.new_zeros(())
+        elif self.name == "rnc":
+            con = rnc_loss(u, y, self.sim)
+        elif self.name == "yaware":
+            con = yaware_loss(u, y, self.sim)
+        elif self.name == "supcon":
+            if groups is None:
+                raise ValueError("supcon needs the score bins of the batch (groups)")
+            con = supcon_loss(u, groups, self.sim)
         else:
             con = contrastive_loss(u, y, self.name, self.sim, self.eps)
         return {"loss": mse + self.lam * con, "mse": mse, "contrastive": con}

@@ -19,7 +19,7 @@ import torch
 import backbones
 from bench.data import load_dataset
 from bench.data.cache import cache_path, load_clips
-from bench.data.pairs import label_counts, label_rule, make_pairs
+from bench.data.pairs import label_counts, label_rule, make_pairs, score_bins
 from bench.data.scans import LongitudinalDataset
 from bench.data.sources import DEFAULT_SOURCES
 from bench.data.splits import SPLITS, split_patients
@@ -112,6 +112,7 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
     scores = ds.scans["score"].to_numpy(float)
     mu, sd = scores[splits["train"]].mean(), scores[splits["train"]].std() + 1e-8
     y = torch.as_tensor((scores - mu) / sd, dtype=torch.float32, device=device)
+    groups = torch.as_tensor(score_bins(ds.kind, scores), device=device)
 
     torch.manual_seed(spec.seed)
     weights = ctx.pretrained.get(row.backbone)
@@ -120,7 +121,7 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
     model = Regressor(encoder, p.head_hidden).to(device)
     batcher = ClipBatcher(clips, p.frames)
     loss = LossSpec(row.loss, row.sim, p.lam, p.eps)
-    pre = pretrain(model, batcher, y, splits["train"], splits["val"], p, loss, spec.seed, ctx.amp, on_epoch)
+    pre = pretrain(model, batcher, y, groups, splits["train"], splits["val"], p, loss, spec.seed, ctx.amp, on_epoch)
 
     u = embed(model.encoder, batcher, ctx.amp)
     pairs = make_pairs(ds.scans, label_rule(ds.kind, p.mmse_threshold))

@@ -80,10 +80,13 @@ class PretrainResult:
     seconds: float = 0.0
 
 
-def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, train_idx: np.ndarray,
-             val_idx: np.ndarray, preset: Preset, loss: LossSpec, seed: int, amp: bool = True,
-             on_epoch: Callable[[int, dict], None] | None = None) -> PretrainResult:
-    """Table 2 protocol; keeps (in ``model``) the weights of the epoch with the lowest val MSE."""
+def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, groups: torch.Tensor,
+             train_idx: np.ndarray, val_idx: np.ndarray, preset: Preset, loss: LossSpec, seed: int,
+             amp: bool = True, on_epoch: Callable[[int, dict], None] | None = None) -> PretrainResult:
+    """Table 2 protocol; keeps (in ``model``) the weights of the epoch with the lowest val MSE.
+
+    ``y`` are standardised scores, ``groups`` their coarse bins (for SupCon), both per clip.
+    """
     device = y.device
     gen = torch.Generator(device=device).manual_seed(seed)
     train_t = torch.as_tensor(train_idx, device=device)
@@ -104,7 +107,7 @@ def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, train_idx:
             idx = perm[b * bs:(b + 1) * bs]
             with autocast(device, amp):
                 pred, u = model(batcher(idx, gen))
-            parts = loss(pred, u, y[idx])
+            parts = loss(pred, u, y[idx], groups[idx])
             opt.zero_grad(set_to_none=True)
             parts["loss"].backward()
             opt.step()

@@ -40,6 +40,16 @@ class ScoreDelta:
         return np.where(d >= self.threshold, 2, np.where(d <= -self.threshold, 0, 1)).astype(np.int64)
 
 
+# Clinical MMSE bands (right-closed): 0-17 moderate/severe, 18-23 mild dementia, 24-26 MCI, 27-30 normal.
+MMSE_BIN_EDGES = (17.0, 23.0, 26.0)
+
+
+def score_bins(kind: str, scores: np.ndarray) -> np.ndarray:
+    """Coarse classes of the health score (SupCon's labels): S/F bins or MMSE bands."""
+    edges = SFBins().edges if kind == "lus" else MMSE_BIN_EDGES
+    return np.digitize(np.asarray(scores, float), edges, right=True)
+
+
 def label_rule(kind: str, mmse_threshold: float = 2.0):
     return SFBins() if kind == "lus" else ScoreDelta(mmse_threshold)
 
