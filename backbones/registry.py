@@ -43,7 +43,8 @@ _REGISTRY: dict[str, BackboneInfo] = {}
 _discovered = False
 
 # Modules of this package that register built-in families when imported.
-_BUILTIN_MODULES = ("backbones.tsm",)
+_BUILTIN_MODULES = ("backbones.tsm", "backbones.resnet2d", "backbones.timm_frame", "backbones.hf_video",
+                    "backbones.pytorchvideo_zoo")
 
 
 def register_backbone(name: str, *, family: str | None = None, source: str = "built-in",
@@ -80,6 +81,18 @@ def _discover() -> None:
         _REGISTRY[ep.name] = BackboneInfo(ep.name, factory, info.get("family", ep.name), "plugin",
                                           info.get("default_frames", 16), info.get("default_size", 224),
                                           info.get("paper_label"))
+
+
+def refresh() -> None:
+    """Forget discovered plugins so the next lookup scans entry points again.
+
+    Discovery runs once per process; call this after installing (or removing) a plugin
+    in a running interpreter — e.g. a test that pip-installs one onto ``sys.path``.
+    """
+    global _discovered
+    for name in [name for name, info in _REGISTRY.items() if info.source == "plugin"]:
+        del _REGISTRY[name]
+    _discovered = False
 
 
 def list_backbones() -> list[str]:

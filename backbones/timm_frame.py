@@ -65,8 +65,9 @@ def build_frame_transformer(arch: str, img_size: int, pretrained: str | None, **
 @register_backbone("swin", family="swin", paper_label="Swin")
 def swin(num_frames: int, img_size: int, pretrained: str | None = None, variant: str = "paper",
          **kw) -> FrameEncoder:
-    """Paper: Swin-T (patch 4, window 7 at 224 px); tiny: two one-block stages, widths 48 and 96."""
-    cfg = {} if variant != "tiny" else dict(embed_dim=TINY_WIDTH // 2, depths=(1, 1), num_heads=(1, 3))
+    """Paper: Swin-T (patch 4, window 7 at 224 px); tiny: two stages of widths 48 and 96, each
+    one window + shifted-window block pair (Swin's unit; one block per stage would never shift)."""
+    cfg = {} if variant != "tiny" else dict(embed_dim=TINY_WIDTH // 2, depths=(2, 2), num_heads=(2, 3))
     num_stages = len(cfg.get("depths", (2, 2, 6, 2)))
     return build_frame_transformer("swin_tiny_patch4_window7_224", img_size, pretrained,
                                    window_size=swin_window_size(img_size, num_stages=num_stages), **cfg)

@@ -26,6 +26,7 @@ from bench.data.splits import SPLITS, split_patients
 from bench.grid import Row, RunSpec, spec_dict
 from bench.losses import LossSpec
 from bench.presets import Preset
+from bench.stats import bootstrap_ci, distance_score_spearman
 from bench.records import git_commit, library_versions, read_record, save_run
 from bench.train import ClipBatcher, Regressor, embed, pair_features, pretrain, train_classifier
 
@@ -137,11 +138,19 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
     down = train_classifier(feats, labels, p, spec.seed)
 
     test_idx = splits["test"]
+    emb = {"u": u[torch.as_tensor(test_idx, device=device)].half().cpu().numpy(),
+           "score": scores[test_idx],
+           "patient_id": ds.scans["patient_id"].iloc[test_idx].to_numpy(dtype=str),
+           "visit": ds.scans["visit"].iloc[test_idx].to_numpy(dtype=str)}
+    metrics = dict(down.metrics)
+    for m in ("accuracy", "macro_f1"):
+        metrics[f"{m}_ci95"] = bootstrap_ci(down.test_true, down.test_pred, m, seed=spec.seed)
+    metrics["spearman_within"] = distance_score_spearman(emb)
     return {
         **spec_dict(spec),
         "fingerprint": spec.fingerprint,
         "settings": ctx.settings_for(row),
-        "metrics": down.metrics,
+        "metrics": metrics,
         "test_pairs": {"true": down.test_true.tolist(), "pred": down.test_pred.tolist()},
         "downstream": {"best_epoch": down.best_epoch, "best_val_macro_f1": down.best_val_macro_f1},
         "pretrain": {"best_epoch": pre.best_epoch, "best_val_mse": pre.best_val_mse, "history": pre.history},
@@ -154,12 +163,7 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
             "pairs": {k: label_counts(v) for k, v in pair_split.items()},
             "score_standardisation": {"mean": mu, "std": sd},
         },
-        "embeddings": {  # test-scan embeddings for Figure 1, saved beside the JSON as .npz
-            "u": u[torch.as_tensor(test_idx, device=device)].half().cpu().numpy(),
-            "score": scores[test_idx],
-            "patient_id": ds.scans["patient_id"].iloc[test_idx].to_numpy(dtype=str),
-            "visit": ds.scans["visit"].iloc[test_idx].to_numpy(dtype=str),
-        },
+        "embeddings": emb,  # test-scan embeddings for Figure 1, saved beside the JSON as .npz
         "pretrained": weights or "none",
         "timing": {
             "wall_seconds": time.perf_counter() - t_start, "data_seconds": t_data,

@@ -14,6 +14,7 @@ import pandas as pd
 from bench.grid import Row
 from bench.losses import LOSS_LABELS, SIM_LABELS
 from bench.paper import published
+from bench.stats import paired_comparison
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 DATASET_LABELS = {"lus": "LUS", "adni": "ADNI"}
@@ -47,6 +48,20 @@ def summarize(records: list[dict], rows: list[Row]) -> pd.DataFrame:
             vals = np.array([r["metrics"][m] for r in recs], dtype=float)
             line[f"{m}_mean"] = vals.mean() if len(vals) else np.nan
             line[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else np.nan
+        rho = np.array([r["metrics"].get("spearman_within", np.nan) for r in recs], dtype=float)
+        line["spearman_mean"] = np.nanmean(rho) if np.isfinite(rho).any() else np.nan
+        line["spearman_std"] = np.nanstd(rho, ddof=1) if np.isfinite(rho).sum() > 1 else np.nan
+        for m in ("accuracy", "macro_f1"):  # mean over seeds of each run's bootstrap bounds
+            ci = np.array([r["metrics"].get(f"{m}_ci95", (np.nan, np.nan)) for r in recs], dtype=float)
+            line[f"{m}_ci_lo"], line[f"{m}_ci_hi"] = ci.mean(0) if len(ci) else (np.nan, np.nan)
+        mse = by_row.get(Row(row.dataset, row.backbone, "mse", "cos"), [])
+        for m in ("accuracy", "macro_f1"):
+            cmp = paired_comparison({r["seed"]: r["metrics"][m] for r in recs},
+                                    {r["seed"]: r["metrics"][m] for r in mse}) if row.loss != "mse" else {}
+            line[f"{m}_vs_mse"] = cmp.get("mean_diff", np.nan)
+            line[f"{m}_vs_mse_std"] = cmp.get("std_diff", np.nan)
+            line[f"{m}_vs_mse_p"] = cmp.get("p_value", np.nan)
+            line["n_paired"] = cmp.get("n", 0)
         paper = published(row.dataset, row.backbone, row.loss, row.sim)
         line["paper_accuracy"], line["paper_f1"] = paper if paper else (np.nan, np.nan)
         out.append(line)
@@ -69,43 +84,60 @@ def _paper(v: float, digits: int) -> str:
     return "–" if np.isnan(v) else f"{v:.{digits}f}"
 
 
-def _metric_cells(sub: pd.DataFrame) -> list[list[Cell]]:
-    """Per row: ours acc, ours macro-F1, paper acc, paper F1; best of ours bold."""
+def _vs_mse(r) -> str:
+    if np.isnan(r.macro_f1_vs_mse):
+        return "–"
+    sd = "" if np.isnan(r.macro_f1_vs_mse_std) else f" ± {r.macro_f1_vs_mse_std:.3f}"
+    p = "" if np.isnan(r.macro_f1_vs_mse_p) else f", p={r.macro_f1_vs_mse_p:.2g}"
+    return f"{r.macro_f1_vs_mse:+.3f}{sd} (n={r.n_paired}{p})"
+
+
+def _metric_cells(sub: pd.DataFrame, extended: bool) -> list[list[Cell]]:
+    """Per row: ours acc, ours macro-F1, paper acc, paper F1 (best of ours bold); extended
+    adds n, the bootstrap interval, Figure 1's Spearman rho and the paired gain over MSE."""
     best_acc = sub["accuracy_mean"].max()
     best_f1 = sub["macro_f1_mean"].max()
     cells = []
     for _, r in sub.iterrows():
-        cells.append([
+        line = [
             Cell(_fmt(r.accuracy_mean, r.accuracy_std, 2, r.n), bool(r.n) and r.accuracy_mean == best_acc),
             Cell(_fmt(r.macro_f1_mean, r.macro_f1_std, 3, r.n), bool(r.n) and r.macro_f1_mean == best_f1),
             Cell(_paper(r.paper_accuracy, 2)), Cell(_paper(r.paper_f1, 3)),
-        ])
+        ]
+        if extended:
+            ci = "–" if np.isnan(r.accuracy_ci_lo) else f"[{r.accuracy_ci_lo:.1f}, {r.accuracy_ci_hi:.1f}]"
+            line += [Cell(str(int(r.n))), Cell(ci), Cell(_fmt(r.spearman_mean, r.spearman_std, 2, r.n)),
+                     Cell(_vs_mse(r))]
+        cells.append(line)
     return cells
 
 
 METRIC_HEADERS = ["Acc. (ours)", "F1 (ours)", "Acc. (paper)", "F1 (paper)"]
+EXTENDED_HEADERS = ["n", "Acc. 95% CI", "ρ(dist, Δscore)", "ΔF1 vs MSE"]
 
 
-def layout(summary: pd.DataFrame, grid: str) -> tuple[list[tuple[str, int]], list[str], list[list[Cell]]]:
+def layout(summary: pd.DataFrame, grid: str, extended: bool = False
+           ) -> tuple[list[tuple[str, int]], list[str], list[list[Cell]]]:
     """(column groups, column names, rows). Table 3: losses down, datasets across;
     otherwise one line per (dataset,) model, loss."""
     datasets = list(dict.fromkeys(summary["dataset"]))
+    headers = METRIC_HEADERS + (EXTENDED_HEADERS if extended else [])
     if grid == "table3":
         losses = list(dict.fromkeys(summary["loss_label"]))
         per_ds = {d: summary[summary["dataset"] == d].set_index("loss_label").reindex(losses) for d in datasets}
         per_ds = {d: s.assign(n=s["n"].fillna(0).astype(int)) for d, s in per_ds.items()}
-        blocks = {d: _metric_cells(s) for d, s in per_ds.items()}
+        blocks = {d: _metric_cells(s, extended) for d, s in per_ds.items()}
         rows = [[Cell(loss)] + sum((blocks[d][i] for d in datasets), []) for i, loss in enumerate(losses)]
-        groups = [("", 1)] + [(DATASET_LABELS.get(d, d), 4) for d in datasets]
-        return groups, ["Loss"] + METRIC_HEADERS * len(datasets), rows
+        groups = [("", 1)] + [(DATASET_LABELS.get(d, d), len(headers)) for d in datasets]
+        return groups, ["Loss"] + headers * len(datasets), rows
     lead = ["Dataset"] if len(datasets) > 1 else []
     rows = []
     for d in datasets:
         sub = summary[summary["dataset"] == d]
-        for (_, r), cells in zip(sub.iterrows(), _metric_cells(sub)):
+        for (_, r), cells in zip(sub.iterrows(), _metric_cells(sub, extended)):
             rows.append([Cell(DATASET_LABELS.get(d, d))] * len(lead) + [Cell(r.model), Cell(r.loss_label)] + cells)
-    n_lead = len(lead) + 2
-    return [("", n_lead + 4)], lead + ["Model", "Loss"] + METRIC_HEADERS, rows
+    columns = lead + ["Model", "Loss"] + headers
+    return [("", len(columns))], columns, rows
 
 
 def to_markdown(groups, columns, rows) -> str:
@@ -144,6 +176,15 @@ def to_latex(groups, columns, rows, caption: str) -> str:
     return "\n".join(out) + "\n"
 
 
+MD_LEGEND = """
+Acc. in %, F1 = macro-F1 (the paper does not say which F1; weighted-F1 is in the CSV).
+n = seeds; Acc. 95% CI = bootstrap over the test pairs of each run, bounds averaged over seeds;
+ρ(dist, Δscore) = Spearman correlation between the cosine distance of two test-scan embeddings of
+the same patient and the absolute difference of their scores (Figure 1 in one number);
+ΔF1 vs MSE = macro-F1 minus that of the MSE row of the same backbone, paired by seed
+(mean ± std, paired t-test p).
+"""
+
 CAPTIONS = {
     "table3": "Table 3 (reproduced): TSM, loss ablation on LUS and ADNI; mean ± std over seeds.",
     "table4": "Table 4 (reproduced): backbone × loss × similarity on LUS; mean ± std over seeds.",
@@ -153,11 +194,10 @@ CAPTIONS = {
 def write_tables(records: list[dict], rows: list[Row], grid: str, out_dir: Path) -> dict[str, Path]:
     """``<out>/<grid>.csv|.md|.tex``; returns the paths."""
     summary = summarize(records, rows)
-    groups, columns, body = layout(summary, grid)
     caption = CAPTIONS.get(grid, f"Grid {grid}: mean ± std over seeds.")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {ext: out_dir / f"{grid}.{ext}" for ext in ("csv", "md", "tex")}
     summary.to_csv(paths["csv"], index=False, float_format="%.4f")
-    paths["md"].write_text(f"{caption}\n\n" + to_markdown(groups, columns, body))
-    paths["tex"].write_text(to_latex(groups, columns, body, caption))
+    paths["md"].write_text(f"{caption}\n\n" + to_markdown(*layout(summary, grid, extended=True)) + MD_LEGEND)
+    paths["tex"].write_text(to_latex(*layout(summary, grid), caption))
     return paths

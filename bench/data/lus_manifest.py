@@ -44,6 +44,7 @@ SCORE_FORMS = (("score",), ("sf_ratio",), ("spo2", "fio2"))
 OPTIONAL = ("zone", "scan_id")
 VALID = REQUIRED + tuple(c for form in SCORE_FORMS for c in form) + OPTIONAL
 SF_RANGE = (0.0, 600.0)
+KIND, SCORE_NAME = "lus", "S/F"
 
 
 def _column_problems(columns: list[str]) -> list[Problem]:
@@ -166,5 +167,5 @@ def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
 def lus_manifest(arg: str | None, *, on_bad_input: str = "fail", **_size_hints) -> LongitudinalDataset:
     """Validated LUS dataset from a manifest; bad rows fail or are skipped per ``on_bad_input``."""
     scans, problems = validate(arg)
-    return build_dataset("lus-manifest", "lus", "S/F", f"lus-manifest:{arg}", scans, problems,
+    return build_dataset("lus-manifest", KIND, SCORE_NAME, f"lus-manifest:{arg}", scans, problems,
                          on_bad_input)

@@ -99,7 +99,7 @@ def parse_dates(values: pd.Series, what: str) -> tuple[pd.Series, dict]:
             if m := _YEAR_FIRST.match(text):
                 out[label] = _timestamp(int(m.group(1)), int(m.group(3)), int(m.group(4)), m.groups()[4:])
             elif m := _COMPACT.match(text):
-                out[label] = _timestamp(int(m.group(1)), int(m.group(2)), int(m.group(3)), ())
+                out[label] = _timestamp(int(m.group(1)), int(m.group(2)), int(m.group(3)), (None,) * 3)
             elif m := _YEAR_LAST.match(text):
                 a, sep, b, year = int(m.group(1)), m.group(2), int(m.group(3)), m.group(4)
                 if len(year) != 4:

@@ -285,7 +285,7 @@ def _texture_shape(grain: float) -> tuple[int, int]:
     return max(16, int(round(72 / grain))), max(48, int(round(_SPAN * 48 / grain)))
 
 
-def _tent(pos: np.ndarray, n: int, width: float) -> np.ndarray:
+def tent_weights(pos: np.ndarray, n: int, width: float) -> np.ndarray:
     """Interpolation weights ``[..., S, n]`` sampling a base grid of ``n`` cells at fractional ``pos``.
 
     A tent of half-width ``width`` (>= 1 cell) is linear interpolation when upsampling and
@@ -370,12 +370,12 @@ def render(cfg: LUSConfig, p: int, v: int, z: int, b: float, frames: int, size: 
 
     # Textures: separable tent resampling of the base speckle fields.
     hw, ww = wall_spk.shape
-    rows_w = _tent(d * hw - 0.5, hw, max(1.0, hw * px))
-    cols_w = _tent(lat / _SPAN * ww - 0.5, ww, max(1.0, ww / _SPAN * px / pat.footprint))
+    rows_w = tent_weights(d * hw - 0.5, hw, max(1.0, hw * px))
+    cols_w = tent_weights(lat / _SPAN * ww - 0.5, ww, max(1.0, ww / _SPAN * px / pat.footprint))
     tissue = rows_w @ wall_spk @ cols_w.T                                   # [S, S], static
     hl, wl = lung_spk.shape
-    rows_l = _tent(d * hl - 0.5, hl, max(1.0, hl * px))
-    cols_l = _tent(lat_t / _SPAN * wl - 0.5, wl, max(1.0, wl / _SPAN * px / pat.footprint))
+    rows_l = tent_weights(d * hl - 0.5, hl, max(1.0, hl * px))
+    cols_l = tent_weights(lat_t / _SPAN * wl - 0.5, wl, max(1.0, wl / _SPAN * px / pat.footprint))
     haze = np.matmul((rows_l @ lung_spk)[None], cols_l.transpose(0, 2, 1))  # [T, S, S], slides
 
     # Chest wall: fascia bands at fixed fractions of the wall thickness, darker fat under the skin.

@@ -1,0 +1,65 @@
+"""Statistics beyond the paper's single numbers.
+
+* a 95 % bootstrap interval over the test pairs of one run (how much the number would move
+  with another draw of test pairs of the same patients);
+* a paired comparison of a loss against MSE over seeds (same seeds = same splits and
+  initial weights), with a paired t-test;
+* Figure 1 as one number: the Spearman correlation between the cosine distance of two
+  test-scan embeddings and the absolute difference of their scores, over pairs of scans
+  of the same patient (what the downstream task needs to see).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import f1_score
+
+
+def bootstrap_ci(true: list[int], pred: list[int], metric: str, n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of ``metric`` ("accuracy" in %, "macro_f1") over resampled pairs."""
+    t, p = np.asarray(true), np.asarray(pred)
+    if len(t) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(t), size=(n_boot, len(t)))
+    if metric == "accuracy":
+        vals = 100.0 * (t[idx] == p[idx]).mean(1)
+    elif metric == "macro_f1":
+        vals = np.array([f1_score(t[i], p[i], labels=[0, 1, 2], average="macro", zero_division=0)
+                         for i in idx])
+    else:
+        raise ValueError(f"no bootstrap for metric {metric!r}")
+    alpha = (1 - level) / 2
+    return float(np.quantile(vals, alpha)), float(np.quantile(vals, 1 - alpha))
+
+
+def paired_comparison(loss_vals: dict[int, float], mse_vals: dict[int, float]) -> dict:
+    """Mean and std of (loss - MSE) over the seeds both have, and a paired t-test p-value."""
+    seeds = sorted(set(loss_vals) & set(mse_vals))
+    diff = np.array([loss_vals[s] - mse_vals[s] for s in seeds])
+    out = {"n": len(seeds), "mean_diff": float(diff.mean()) if len(diff) else float("nan"),
+           "std_diff": float(diff.std(ddof=1)) if len(diff) > 1 else float("nan"), "p_value": float("nan")}
+    if len(diff) > 1 and np.any(diff != diff[0]):
+        out["p_value"] = float(stats.ttest_rel([loss_vals[s] for s in seeds], [mse_vals[s] for s in seeds]).pvalue)
+    return out
+
+
+def pairwise_distances(emb: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """All pairs i < j of test scans: cosine distance, |Δscore|, same-patient flag."""
+    u = emb["u"].astype(np.float64)
+    z = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    i, j = np.triu_indices(len(z), k=1)
+    return {"distance": 1.0 - np.einsum("nd,nd->n", z[i], z[j]),
+            "delta": np.abs(emb["score"][i] - emb["score"][j]),
+            "same_patient": emb["patient_id"][i] == emb["patient_id"][j]}
+
+
+def distance_score_spearman(emb: dict[str, np.ndarray]) -> float:
+    """Spearman rho of cosine distance vs |Δscore| over same-patient test pairs (nan if none)."""
+    pw = pairwise_distances(emb)
+    m = pw["same_patient"]
+    if m.sum() < 3 or np.ptp(pw["delta"][m]) == 0 or np.ptp(pw["distance"][m]) == 0:
+        return float("nan")
+    return float(stats.spearmanr(pw["distance"][m], pw["delta"][m]).statistic)
+
