@@ -124,6 +124,8 @@ def run_sweep(plan, args, console: Console) -> int:
     from bench.progress import RichReporter, summary_table
     from bench.records import read_record
     from bench.runner import DataStore, run_local
+    from bench.plots import figure1
+    from bench.report import write_report
     from bench.tables import summarize, write_tables
 
     ctx, rows, specs = plan
@@ -153,8 +155,12 @@ def run_sweep(plan, args, console: Console) -> int:
         elif result.skipped:
             console.print(f"resumed: {result.skipped} cells were already finished, {result.ran} ran now")
     paths = write_tables(records, rows, args.grid, ctx.out_dir)
-    console.print(summary_table(summarize(records, rows), f"{args.grid} ({ctx.preset.name})"))
-    console.print("tables: " + ", ".join(str(p) for p in paths.values()))
+    summary = summarize(records, rows)
+    score_names = {r["dataset"]: r["data"]["score"] for r in records}
+    figure = figure1(records, ctx.out_dir / "runs", ctx.out_dir, score_names)
+    report = write_report(args.grid, ctx.out_dir, summary, records, len(specs), paths["md"], figure)
+    console.print(summary_table(summary, f"{args.grid} ({ctx.preset.name})"))
+    console.print("wrote: " + ", ".join(str(p) for p in [*paths.values(), *figure, report]))
     for run_id, err in failed:
         console.print(f"[red]failed[/] {run_id}: {err}")
     return 1 if failed else 0

@@ -124,6 +124,18 @@ def write_video(path: Path, n_frames: int = 10, size=(48, 64)) -> Path:
     return path
 
 
+def write_empty_video(path: Path) -> Path:
+    """A valid AVI container whose MJPEG stream has no frames (a recording that never started)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        out.start_encoding()
+    return path
+
+
 def write_npy(path: Path, clip: np.ndarray | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, us_frames() if clip is None else clip)
@@ -197,11 +209,11 @@ def build_lus(root: Path) -> tuple[Path, list[list]]:
     rows = [
         ["P01", "2021-03-01", "clips/p01_v1_R1.dcm", "88", "0.6", "R1"],
         ["P01", "03/08/2021", "clips/p01_v2_R1.dcm", "95", "40", "R1"],
-        ["P02", "15.03.2021", "clips/p02_v1_L2.mp4", "90", "100", "L2"],
-        ["P02", "March 22, 2021", "clips/p02_v2_L2.avi", "97", "21", "L2"],
+        ["P02", "15.03.2021", "clips/p02_v1_L2.mp4", "97", "21", "L2"],
+        ["P02", "March 22, 2021", "clips/p02_v2_L2.avi", "90", "100", "L2"],
         ["P03", "20210301", "clips/p03_v1_R1.npy", "85", "0.8", "R1"],
         ["P03", "2021-03-05 14:30", "clips/p03_v2_R1", "93", "0.35", "R1"],
-        ["P03", "2021-03-09", str((clips / "p03_v3_R1.mp4").resolve()), "98", "0.21", "R1"],
+        ["P03", "2021-03-09", str((clips / "p03_v3_R1.mp4").resolve()), "95", "0.4", "R1"],
     ]
     return write_csv(root / "manifest.csv", LUS_HEADER, rows), rows
 

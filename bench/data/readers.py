@@ -130,8 +130,15 @@ def _dicom_dataset(path: Path):
         needs = "; ".join(decoder.missing_dependencies)
         raise ClipReadError(path, f"cannot decode {ts.name} pixel data: no decoder installed "
                                   f"(install pillow or pylibjpeg as applicable — {needs})")
-    if _n_frames(ds) < 1:
+    n = _n_frames(ds)
+    if n < 1:
         raise ClipReadError(path, f"DICOM NumberOfFrames is {ds.get('NumberOfFrames')!r}: zero frames")
+    if not ts.is_encapsulated:
+        need = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * n
+                * int(ds.BitsAllocated) + 7) // 8
+        if len(ds.PixelData) < need:
+            raise ClipReadError(path, f"truncated DICOM file: {len(ds.PixelData)} bytes of pixel data, "
+                                      f"{need} expected for {n} frame(s)")
     return ds
 
 

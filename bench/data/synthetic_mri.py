@@ -113,20 +113,33 @@ class _Atlas:
     z_range: tuple[float, float]   # MNI z (mm) of the lowest / highest slice with substantial brain
 
 
+def _template(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """One MNI152 2009 template shipped in nilearn's wheel, in (z, y, x) order, scaled to max 1.
+
+    The same files and scaling as ``nilearn.datasets.load_mni152_{kind}_template(resolution=1)``,
+    read with nibabel directly: importing ``nilearn.datasets`` costs ~2 s (scikit-learn) per process.
+    """
+    import nibabel
+    from importlib.resources import files
+
+    path = files("nilearn") / "datasets" / "data" / f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
+    img = nibabel.load(str(path))
+    data = np.ascontiguousarray(img.get_fdata(dtype=np.float32).transpose(2, 1, 0))
+    return data / data.max(), img.affine
+
+
 @lru_cache(maxsize=1)
 def _atlas() -> _Atlas:
     """Load the templates once per process and derive the atrophy maps from them."""
-    from nilearn import datasets
-
-    def load(fn) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(fn(resolution=1).dataobj, dtype=np.float32).transpose(2, 1, 0))
-
-    img = datasets.load_mni152_template(resolution=1)
-    t1 = load(datasets.load_mni152_template)
-    gm = load(datasets.load_mni152_gm_template)
-    wm = load(datasets.load_mni152_wm_template)
-    mask = load(datasets.load_mni152_brain_mask) > 0
-    origin = np.round(-np.linalg.solve(img.affine[:3, :3], img.affine[:3, 3]))[::-1]
+    try:
+        t1, affine = _template("t1")
+        gm, _ = _template("gm")
+        wm, _ = _template("wm")
+    except (ImportError, FileNotFoundError) as e:
+        raise RuntimeError("synthetic-mri needs nilearn's MNI152 templates and nibabel: "
+                           "pip install 'learner-bench[mri]'") from e
+    mask = t1 > 0.2                  # nilearn's load_mni152_brain_mask threshold
+    origin = np.round(-np.linalg.solve(affine[:3, :3], affine[:3, 3]))[::-1]
     zyx = np.indices(t1.shape, dtype=np.float32, sparse=True)
     mm = [zyx[i] - origin[i] for i in range(3)]
 
@@ -250,7 +263,7 @@ def render(cfg: MRIConfig, p: int, v: int, a: float, frames: int, size: int) -> 
     fine = np.arange(S) * (G - 1) / max(S - 1, 1)
     up = tent_weights(fine, G, 1.0).astype(np.float32)                      # [S, G]
     coarse = np.concatenate([mm, log_bias[None]]).astype(np.float32)
-    dense = np.einsum("sg,cfgh,th->cfst", up, coarse, up)                   # [4, F, S, S]
+    dense = up @ coarse @ up.T                                              # [4, F, S, S]
 
     # Read the template at the output points only, from the pyramid level of this pixel size.
     factor = 1 if FOV_MM / S < 2.0 else 2 if FOV_MM / S < 4.0 else 4
