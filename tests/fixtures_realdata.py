@@ -192,12 +192,26 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
 LUS_HEADER = ["patient_id", "visit", "path", "spo2", "fio2", "zone"]
 
 
-def build_lus(root: Path) -> tuple[Path, list[list]]:
-    """Clips of three patients (DICOM x2 kinds, mp4, avi, npy) and their manifest rows.
+def lus_rows(root: Path) -> list[list[str]]:
+    """Manifest rows for the clips of :func:`build_lus` under ``root``.
 
-    Returns the clip folder's manifest path and the rows, so a test can add bad ones.
-    Visits are dates in mixed formats; FiO2 is given both as fraction and as percent.
+    Visits are dates in mixed formats; FiO2 is given both as fraction and as percent; one
+    path is absolute, the others relative to the manifest's folder.
     """
+    return [
+        ["P01", "2021-03-01", "clips/p01_v1_R1.dcm", "88", "0.6", "R1"],
+        ["P01", "03/08/2021", "clips/p01_v2_R1.dcm", "95", "40", "R1"],
+        ["P02", "15.03.2021", "clips/p02_v1_L2.mp4", "97", "21", "L2"],
+        ["P02", "March 22, 2021", "clips/p02_v2_L2.avi", "90", "100", "L2"],
+        ["P03", "20210301", "clips/p03_v1_R1.npy", "85", "0.8", "R1"],
+        ["P03", "2021-03-05 14:30", "clips/p03_v2_R1", "93", "0.35", "R1"],
+        ["P03", "2021-03-09", str((root / "clips" / "p03_v3_R1.mp4").resolve()), "95", "0.4", "R1"],
+    ]
+
+
+def build_lus(root: Path) -> Path:
+    """Clips of three patients — DICOM (uncompressed with a US region, the SonoSite JPEG,
+    an extension-less one), mp4, avi, npy — and their manifest; returns the manifest."""
     clips = root / "clips"
     write_us_dicom(clips / "p01_v1_R1.dcm")
     copy_sonosite(clips / "p01_v2_R1.dcm")
@@ -206,16 +220,7 @@ def build_lus(root: Path) -> tuple[Path, list[list]]:
     write_npy(clips / "p03_v1_R1.npy")
     write_us_dicom(clips / "p03_v2_R1")  # extension-less DICOM, as PACS exports name them
     write_video(clips / "p03_v3_R1.mp4")
-    rows = [
-        ["P01", "2021-03-01", "clips/p01_v1_R1.dcm", "88", "0.6", "R1"],
-        ["P01", "03/08/2021", "clips/p01_v2_R1.dcm", "95", "40", "R1"],
-        ["P02", "15.03.2021", "clips/p02_v1_L2.mp4", "97", "21", "L2"],
-        ["P02", "March 22, 2021", "clips/p02_v2_L2.avi", "90", "100", "L2"],
-        ["P03", "20210301", "clips/p03_v1_R1.npy", "85", "0.8", "R1"],
-        ["P03", "2021-03-05 14:30", "clips/p03_v2_R1", "93", "0.35", "R1"],
-        ["P03", "2021-03-09", str((clips / "p03_v3_R1.mp4").resolve()), "95", "0.4", "R1"],
-    ]
-    return write_csv(root / "manifest.csv", LUS_HEADER, rows), rows
+    return write_csv(root / "manifest.csv", LUS_HEADER, lus_rows(root))
 
 
 ADNI_HEADER = ["RID", "PTID", "VISCODE", "EXAMDATE", "DX", "MMSE", "MMSE_bl", "AGE", "IMAGEUID"]

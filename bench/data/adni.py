@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.data.realdata import (build_dataset, checked_table, closest, empty_scans,
+from bench.data.realdata import (build_dataset, closest, empty_scans,
                                  parse_dates, parse_number, probe_files, read_csv_table,
-                                 sorted_problems)
+                                 sorted_problems, with_table_checks)
 from bench.data.scans import LongitudinalDataset, Problem
 from bench.data.sources import parse_kv, register_source
 
@@ -262,7 +262,7 @@ def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
         return empty_scans(), problems
 
     rows = _rows(table, cols)
-    records, problems, score_reported = [], [], set()
+    records, problems = [], []
     for volume in map(lambda p: _volume(p, opts.folder), files):
         label, how = _join(volume, rows, opts)
         if label is None:
@@ -279,14 +279,12 @@ def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
             problems.append(Problem(row["visit_error"], **where))
         if row["mmse_error"]:
             problems.append(Problem(row["mmse_error"], **where))
-            score_reported.add(volume.rel)
         if dups := _duplicates(rows, label, uid_joined=how == "imageuid"):
             problems.append(Problem(f"duplicate table rows: rows {', '.join(map(str, dups))} describe "
                                     f"the same visit of {row['patient']}", **where))
     scans = (pd.DataFrame(records).set_index("label").rename_axis(None) if records
              else empty_scans())
-    problems += checked_table(scans, score_reported) + probe_files(scans)
-    return scans, sorted_problems(problems)
+    return scans, sorted_problems(with_table_checks(scans, problems + probe_files(scans)))
 
 
 @register_source("adni")

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.data.realdata import (build_dataset, checked_table, closest, empty_scans,
+from bench.data.realdata import (build_dataset, closest, empty_scans,
                                  parse_dates, parse_number, probe_files, read_csv_table,
-                                 sorted_problems)
+                                 sorted_problems, with_table_checks)
 from bench.data.scans import LongitudinalDataset, Problem
 from bench.data.sources import register_source
 
@@ -147,7 +147,7 @@ def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
     if "zone" in table.columns:
         scans["zone"] = table["zone"]
 
-    problems, score_reported = [], set()
+    problems = []
     for (label, row), (_, score_error) in zip(table.iterrows(), scored):
         where = dict(row=int(label), path=sources[label] or None, scan_id=ids[label])
         if not row["patient_id"]:
@@ -158,9 +158,7 @@ def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
             problems.append(Problem("path is blank", **where))
         if score_error:
             problems.append(Problem(score_error, **where))
-            score_reported.add(ids[label])
-    problems += checked_table(scans, score_reported) + probe_files(scans)
-    return scans, sorted_problems(problems)
+    return scans, sorted_problems(with_table_checks(scans, problems + probe_files(scans)))
 
 
 @register_source("lus-manifest")

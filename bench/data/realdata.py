@@ -130,11 +130,15 @@ def _named_date(text: str) -> pd.Timestamp:
 
 # ----------------------------------------------------------------------------- checks
 
-def checked_table(scans: pd.DataFrame, score_reported: set[str]) -> list[Problem]:
-    """:func:`table_problems`, without re-reporting scores the source already explained."""
-    masked = scans.copy()
-    masked.loc[masked["scan_id"].isin(score_reported), "score"] = 0.0
-    return table_problems(masked)
+def with_table_checks(scans: pd.DataFrame, problems: list[Problem]) -> list[Problem]:
+    """``problems`` plus :func:`table_problems` over the rows they do not already name.
+
+    A row with an unreadable cell or file is dropped anyway; leaving it out here keeps it
+    from cascading into misleading reports (two blank visits as 'duplicates'), and makes
+    the fail-policy list exactly the rows that the skip policy drops.
+    """
+    named = {p.scan_id for p in problems}
+    return problems + table_problems(scans[~scans["scan_id"].isin(named)])
 
 
 def probe_files(scans: pd.DataFrame) -> list[Problem]:

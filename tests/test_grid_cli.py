@@ -1,0 +1,61 @@
+"""Grid definitions, axis filters/extensions, and one-line argument errors (exit 2)."""
+import pytest
+
+from bench.cli import main
+from bench.grid import Row, grid_rows, select
+from bench.paper import TABLE4
+
+
+def test_table3_is_three_losses_on_two_datasets():
+    rows = grid_rows("table3")
+    assert [(r.dataset, r.loss) for r in rows] == [
+        ("lus", "mse"), ("lus", "cl"), ("lus", "wcl"), ("adni", "mse"), ("adni", "cl"), ("adni", "wcl")]
+    assert {r.backbone for r in rows} == {"tsm_r18"} and {r.sim for r in rows} == {"cos"}
+
+
+def test_table4_is_the_papers_nine_rows_in_order():
+    rows = grid_rows("table4")
+    assert [(r.backbone, r.loss, r.sim) for r in rows] == [(b, l, s) for b, l, s, _, _ in TABLE4]
+    assert len(rows) == 9 and {r.dataset for r in rows} == {"lus"}
+
+
+def test_full_grid_has_mse_once_per_backbone():
+    rows = grid_rows("full")
+    assert len(rows) == 6 * (1 + 2 * 2)
+    assert len(set(rows)) == len(rows)
+
+
+def test_select_filters_and_extends():
+    rows = grid_rows("table4")
+    only_tsm = select(rows, "backbone", ["tsm_r18"])
+    assert only_tsm == [Row("lus", "tsm_r18", "cl", "cos"), Row("lus", "tsm_r18", "wcl", "l2")]
+    mine = select(rows, "backbone", ["mine"])  # a backbone the grid lacks gets the grid's loss/sim rows
+    assert {(r.loss, r.sim) for r in mine} == {("cl", "cos"), ("mse", "cos"), ("wcl", "cos"), ("wcl", "l2")}
+    assert all(r.backbone == "mine" for r in mine)
+    assert select(grid_rows("table3"), "dataset", ["adni"]) == [r for r in grid_rows("table3") if r.dataset == "adni"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--grid", "table9"], "unknown grid 'table9'; valid: table3, table4, full, beyond"),
+    (["--preset", "huge"], "unknown preset 'huge'; valid: paper, quick, smoke"),
+    (["--datasets", "ct"], "unknown dataset 'ct'; valid: lus, adni"),
+    (["--losses", "mse,triplet"], "unknown loss 'triplet'; valid: mse, cl, wcl"),
+    (["--sims", "dot"], "unknown similarity 'dot'; valid: cos, l2"),
+    (["--backbones", "resnet999"], "unknown backbone 'resnet999'; valid: "),
+    (["--data", "lus=nosuch:/x"], "unknown data source 'nosuch'; valid: "),
+    (["--data", "lus"], "--data must look like NAME=VALUE"),
+    (["--seeds", "many"], "argument --seeds: invalid int value"),
+])
+def test_bad_arguments_one_line_exit_2(argv, needle, capsys):
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def exit_code(argv: list[str]) -> int:
+    """``main``'s status, whether it returns it or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code

@@ -1,0 +1,85 @@
+"""Tables (mean ± std, paper columns, bold best, booktabs) and statistics on made-up records."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from bench.grid import grid_rows
+from bench.stats import bootstrap_ci, distance_score_spearman, paired_comparison
+from bench.tables import layout, summarize, to_latex, to_markdown, write_tables
+
+
+def record(dataset, loss, seed, acc, f1, sim="cos", backbone="tsm_r18"):
+    return {"dataset": dataset, "backbone": backbone, "loss": loss, "sim": sim, "seed": seed,
+            "metrics": {"accuracy": acc, "macro_f1": f1, "weighted_f1": f1, "spearman_within": 0.5,
+                        "accuracy_ci95": [acc - 5, acc + 5], "macro_f1_ci95": [f1 - .1, f1 + .1]}}
+
+
+RECORDS = ([record("lus", "mse", s, 50 + s, 0.40 + 0.01 * s) for s in range(3)]
+           + [record("lus", "cl", s, 60 + s, 0.50 + 0.02 * s) for s in range(3)]
+           + [record("lus", "wcl", s, 40.0, 0.30) for s in range(2)]
+           + [record("adni", "mse", 0, 30.0, 0.2)])
+
+
+def test_summarize_mean_std_paper_and_paired():
+    s = summarize(RECORDS, grid_rows("table3")).set_index(["dataset", "loss"])
+    assert s.loc[("lus", "mse"), "n"] == 3
+    assert s.loc[("lus", "mse"), "accuracy_mean"] == pytest.approx(51.0)
+    assert s.loc[("lus", "mse"), "accuracy_std"] == pytest.approx(1.0)  # sample std of 50, 51, 52
+    assert s.loc[("lus", "cl"), "paper_accuracy"] == 68.25 and s.loc[("adni", "wcl"), "paper_f1"] == 0.347
+    assert s.loc[("lus", "cl"), "macro_f1_vs_mse"] == pytest.approx(0.11)  # (0.50+0.52+0.54)/3 - 0.41
+    assert s.loc[("lus", "cl"), "n_paired"] == 3
+    assert s.loc[("adni", "cl"), "n"] == 0 and np.isnan(s.loc[("adni", "cl"), "accuracy_mean"])
+    assert s.loc[("lus", "cl"), "accuracy_ci_lo"] == pytest.approx(56.0)
+
+
+def test_table3_layout_bold_best_and_files(tmp_path):
+    summary = summarize(RECORDS, grid_rows("table3"))
+    groups, columns, rows = layout(summary, "table3")
+    assert [g for g, _ in groups] == ["", "LUS", "ADNI"]
+    assert columns[:5] == ["Loss", "Acc. (ours)", "F1 (ours)", "Acc. (paper)", "F1 (paper)"]
+    assert [r[0].text for r in rows] == ["MSE", "MSE + CL", "MSE + wCL"]
+    cl = rows[1]
+    assert cl[1].text == "61.00 ± 1.00" and cl[1].bold and cl[3].text == "68.25"
+    assert not rows[0][1].bold and rows[2][1].text == "40.00 ± 0.00"
+    assert rows[1][5].text == "–"  # no ADNI CL run
+    tex = to_latex(groups, columns, rows, "cap")
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"\textbf{61.00 $\pm$ 1.00}" in tex and r"\multicolumn{4}{c}{LUS}" in tex
+    md = to_markdown(groups, columns, rows)
+    assert "| Loss | LUS Acc. (ours) |" in md and "**61.00 ± 1.00**" in md
+    paths = write_tables(RECORDS, grid_rows("table3"), "table3", tmp_path)
+    assert "+0.110 ± 0.010 (n=3" in paths["md"].read_text()
+    assert paths["csv"].read_text().splitlines()[0].startswith("dataset,backbone,loss,sim")
+
+
+def test_table4_layout_names_models_and_similarity():
+    recs = [record("lus", "wcl", 0, 60, 0.5, sim="l2"), record("lus", "cl", 0, 70, 0.6)]
+    _, columns, rows = layout(summarize(recs, grid_rows("table4")), "table4")
+    assert columns[:2] == ["Model", "Loss"]
+    assert [(r[0].text, r[1].text) for r in rows][:2] == [("TSM", "MSE + CL"), ("2D ResNet", "MSE + CL")]
+    assert (rows[-1][0].text, rows[-1][1].text) == ("TSM", "MSE + wCL (l2Sim)")
+
+
+def test_bootstrap_ci():
+    assert bootstrap_ci([0, 1, 2] * 10, [0, 1, 2] * 10, "accuracy") == (100.0, 100.0)
+    lo, hi = bootstrap_ci([0, 1, 2, 1] * 10, [0, 1, 1, 1] * 10, "accuracy")
+    assert lo < 75.0 < hi and hi - lo < 40
+    lo, hi = bootstrap_ci([0, 1, 2, 1] * 10, [0, 1, 1, 1] * 10, "macro_f1")
+    assert 0 <= lo < hi <= 1
+
+
+def test_paired_comparison_matches_scipy():
+    a, b = {0: 0.5, 1: 0.6, 2: 0.55, 7: 0.9}, {0: 0.4, 1: 0.58, 2: 0.5}
+    out = paired_comparison(a, b)
+    assert out["n"] == 3 and out["mean_diff"] == pytest.approx((0.1 + 0.02 + 0.05) / 3)
+    assert out["p_value"] == pytest.approx(stats.ttest_rel([0.5, 0.6, 0.55], [0.4, 0.58, 0.5]).pvalue)
+
+
+def test_spearman_within_patient_pairs():
+    # one patient, embeddings rotating away with the score: distance grows with |Δscore|
+    angles = np.array([0.0, 0.3, 0.7, 1.2])
+    emb = {"u": np.stack([np.cos(angles), np.sin(angles)], 1), "score": angles * 100,
+           "patient_id": np.array(["p"] * 4)}
+    assert distance_score_spearman(emb) == pytest.approx(1.0)
+    emb["patient_id"] = np.array(["a", "b", "c", "d"])  # no same-patient pair
+    assert np.isnan(distance_score_spearman(emb))
