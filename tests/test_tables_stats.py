@@ -68,6 +68,16 @@ def test_bootstrap_ci():
     assert 0 <= lo < hi <= 1
 
 
+def test_vectorised_bootstrap_f1_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    from bench.stats import _macro_f1_rows
+    rng = np.random.default_rng(0)
+    t, p = rng.integers(0, 3, (20, 15)), rng.integers(0, 2, (20, 15))  # class 2 never predicted
+    want = [f1_score(a, b, labels=[0, 1, 2], average="macro", zero_division=0) for a, b in zip(t, p)]
+    np.testing.assert_allclose(_macro_f1_rows(t, p), want)
+
+
 def test_paired_comparison_matches_scipy():
     a, b = {0: 0.5, 1: 0.6, 2: 0.55, 7: 0.9}, {0: 0.4, 1: 0.58, 2: 0.5}
     out = paired_comparison(a, b)
