@@ -10,14 +10,17 @@ Embedding (``u``, what the contrastive loss and the downstream classifier see):
 * VideoMAE: the mean of the last hidden states. VideoMAE has no CLS token, and its
   fine-tuning head mean-pools the tokens too.
 
-``pretrained`` is a local ``save_pretrained`` directory (of the bare model or of a
-``*ForVideoClassification`` / ``VideoMAEForPreTraining`` model: prefixes and heads are
-dropped) or a weights file. A directory's ``config.json`` decides the architecture (the
-variant only picks the config of a randomly initialised model); frames and size come from
-the arguments, except that a pretrained TimeSformer keeps its checkpoint's learned
-position / time tables, which transformers interpolates to the input on the fly (the paper
-feeds 16 frames, Kinetics TimeSformers are 8-frame). VideoMAE's positions are fixed
-sinusoids, so any even frame count and size fit its weights.
+``pretrained`` is a local ``save_pretrained`` directory of the bare model or of a
+``*ForVideoClassification`` / ``VideoMAEForPreTraining`` model (heads and decoder are
+dropped). It is read by ``from_pretrained`` because transformers' on-disk key names differ
+from the modules' (VideoMAE's ``q_bias`` is saved as ``query.bias``), but loaded as strictly
+as every other backbone: any missing, unexpected or mis-shaped key is a ``WeightsError``.
+Its ``config.json`` decides the architecture (the variant only picks the config of a
+randomly initialised model). Frames and size come from the arguments, except that a
+pretrained TimeSformer keeps its checkpoint's learned position / time tables, which
+transformers interpolates to the input on the fly (the paper feeds 16 frames, Kinetics
+TimeSformers are 8-frame). VideoMAE's positions are fixed sinusoids, so its weights fit
+any even frame count and size.
 """
 from __future__ import annotations
 
@@ -30,17 +33,17 @@ from torch import nn
 
 from backbones.registry import register_backbone
 from backbones.timm_frame import TINY_DEPTH, TINY_HEADS, TINY_WIDTH, tiny_patch_size
-from backbones.weights import HEAD_PREFIXES, WeightsError, load_local_weights
+from backbones.weights import HEAD_PREFIXES, WeightsError
 
 
 @dataclass(frozen=True)
 class _Family:
-    model_type: str  # transformers' model_type, also the encoder's prefix in *For* checkpoints
+    model_type: str  # transformers' model_type, as in a checkpoint's config.json
     config_cls: str
     model_cls: str
     pool: str  # "cls" | "mean"
     resizes_embeddings: bool  # learned position tables that transformers resizes at run time
-    not_encoder: tuple[str, ...] = ()  # checkpoint parts beyond the classifier heads
+    not_encoder: tuple[str, ...] = ()  # checkpoint parts beyond the classifier heads, dropped
 
 
 TIMESFORMER = _Family("timesformer", "TimesformerConfig", "TimesformerModel", "cls", True)
@@ -99,12 +102,27 @@ def build_hf_video(family: _Family, num_frames: int, img_size: int, pretrained: 
     if num_frames % tubelet:
         raise ValueError(f"{family.model_type} embeds frames in tubelets of {tubelet}: num_frames must be a "
                          f"multiple of {tubelet}, got {num_frames}")
-    model = model_cls(config)
-    if pretrained:
-        prefix = f"{family.model_type}."
-        load_local_weights(model, pretrained, key_map=lambda key: key.removeprefix(prefix),
-                           ignore_prefixes=HEAD_PREFIXES + family.not_encoder)
+    model = _from_pretrained(family, model_cls, config, pretrained) if pretrained else model_cls(config)
     return HFVideoEncoder(model, family.pool)
+
+
+def _from_pretrained(family: _Family, model_cls, config, path: str) -> nn.Module:
+    """``from_pretrained`` (local files only; float32 whatever the saved dtype), then any key it
+    could not place is an error."""
+    if not Path(path).is_dir():
+        raise WeightsError(f"{path}: {family.model_type} weights must be a save_pretrained directory")
+    model, info = model_cls.from_pretrained(path, config=config, local_files_only=True,
+                                            ignore_mismatched_sizes=True, output_loading_info=True)
+    dropped = HEAD_PREFIXES + family.not_encoder
+    problems = {"missing keys": info["missing_keys"],
+                "unexpected keys": [key for key in info["unexpected_keys"] if not key.startswith(dropped)],
+                "shape mismatch": [f"{key} {tuple(saved)} vs {tuple(own)}"
+                                   for key, saved, own in info["mismatched_keys"]]}
+    if any(problems.values()):
+        raise WeightsError(f"{path}: weights do not fit {model_cls.__name__}; " + "; ".join(
+            f"{kind}: {', '.join(sorted(keys)[:8])}" + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+            for kind, keys in problems.items() if keys))
+    return model.float()
 
 
 @register_backbone("timesformer", family="timesformer", paper_label="Timesformer")

@@ -197,7 +197,7 @@ def train_classifier(x: dict[str, torch.Tensor], y: dict[str, np.ndarray], prese
     clf = nn.Sequential(nn.Linear(x["train"].shape[1], preset.ds_hidden), nn.ReLU(), nn.Dropout(0.2),
                         nn.Linear(preset.ds_hidden, 3)).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=preset.ds_lr)
-    y_train = torch.as_tensor(y["train"], device=device)
+    y_train = torch.tensor(y["train"], device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
     best_f1, best_epoch, best_state = -1.0, -1, None
 

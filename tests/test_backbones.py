@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from backbones import backbone_info, create, list_backbones
-from backbones.listing import backbone_rows
+from backbones import backbone_info, create, list_backbones, registry
+from backbones.listing import backbone_rows, model_size
 from backbones.timm_frame import swin_window_size
 from backbones.tsm import temporal_shift
 from backbones.weights import WeightsError
@@ -21,10 +21,9 @@ def clips(batch: int = 2, frames: int = FRAMES, size: int = SIZE) -> torch.Tenso
     return torch.randn(batch, frames, 3, size, size)
 
 
-def tiny(name: str, **kw) -> torch.nn.Module:
+def tiny(name: str, num_frames: int = FRAMES, img_size: int = SIZE) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create(name, num_frames=kw.pop("num_frames", FRAMES), img_size=kw.pop("img_size", SIZE),
-                  variant="tiny", **kw)
+    return create(name, num_frames=num_frames, img_size=img_size, variant="tiny")
 
 
 def test_paper_backbones_registered():
@@ -64,6 +63,16 @@ def test_paper_sizes(rows, name):
     assert row["params_tiny"] < 1e6
 
 
+def test_listing_builds_on_cpu_what_meta_cannot(monkeypatch):
+    def factory(num_frames, img_size, pretrained=None, variant="paper"):
+        model = torch.nn.Linear(3, 5)
+        model.weight.sum().item()  # data-dependent: impossible on the meta device
+        model.embed_dim = 5
+        return model
+    monkeypatch.setitem(registry._REGISTRY, "needs_data", registry.BackboneInfo("needs_data", factory, "x", "plugin"))
+    assert model_size("needs_data") == (20, 5)
+
+
 @pytest.mark.parametrize("size, window", [(224, 7), (112, 7), (96, 6), (64, 4), (32, 4)])
 def test_swin_window_tiles_every_stage(size, window):
     assert swin_window_size(size) == window
@@ -94,7 +103,7 @@ def test_local_timm_checkpoint_loads(tmp_path, name):
 def test_mismatched_timm_checkpoint_names_keys(tmp_path):
     path = tmp_path / "vit.safetensors"
     save_file({k: v.contiguous() for k, v in tiny("vit").net.state_dict().items()}, str(path))
-    with pytest.raises(WeightsError, match="missing keys: .*unexpected keys: .*cls_token"):
+    with pytest.raises(WeightsError, match="missing keys: layers.0.*unexpected keys: blocks.0"):
         create("swin", num_frames=FRAMES, img_size=SIZE, variant="tiny", pretrained=str(path))
 
 
@@ -115,15 +124,27 @@ def test_save_pretrained_dir_loads(tmp_path, name, for_classification):
         assert loaded(clips()).shape == (2, loaded.embed_dim)
 
 
+@pytest.mark.parametrize("name", ["timesformer", "videomae"])
+def test_pretrained_video_transformer_takes_other_geometry(tmp_path, name):
+    """TimeSformer interpolates its learned tables; VideoMAE's positions are sinusoids."""
+    pytest.importorskip("transformers")
+    tiny(name).model.save_pretrained(tmp_path)
+    loaded = create(name, num_frames=2 * FRAMES, img_size=2 * SIZE, pretrained=str(tmp_path))
+    assert loaded(clips(1, 2 * FRAMES, 2 * SIZE)).shape == (1, loaded.embed_dim)
+
+
 def test_mismatched_hf_checkpoints(tmp_path):
     pytest.importorskip("transformers")
     tiny("videomae").model.save_pretrained(tmp_path / "videomae")
     with pytest.raises(WeightsError, match="'videomae' checkpoint, not 'timesformer'"):
         create("timesformer", num_frames=FRAMES, img_size=SIZE, pretrained=str(tmp_path / "videomae"))
-    path = tmp_path / "vit.safetensors"  # a bare weights file: the variant's architecture, keys checked
-    save_file({k: v.contiguous() for k, v in tiny("vit").net.state_dict().items()}, str(path))
-    with pytest.raises(WeightsError, match="missing keys: .*embeddings.*unexpected keys: .*blocks"):
-        create("videomae", num_frames=FRAMES, img_size=SIZE, variant="tiny", pretrained=str(path))
+    other = tmp_path / "timesformer"
+    tiny("timesformer").model.save_pretrained(other)
+    (other / "config.json").unlink()  # no config: the variant's architecture, keys checked
+    with pytest.raises(WeightsError, match="missing keys: .*query.*unexpected keys: .*cls_token"):
+        create("videomae", num_frames=FRAMES, img_size=SIZE, variant="tiny", pretrained=str(other))
+    with pytest.raises(WeightsError, match="save_pretrained directory"):
+        create("videomae", num_frames=FRAMES, img_size=SIZE, pretrained=str(other / "model.safetensors"))
 
 
 def test_temporal_shift_moves_one_eighth_each_way():

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import fixtures_realdata as fx  # noqa: E402
-
-from bench.data.adni import validate as adni_validate  # noqa: E402
-from bench.data.check import check_data, format_report  # noqa: E402
-from bench.data.preprocess import to_gray, to_model_clip  # noqa: E402
-from bench.data.readers import (ClipReadError, ClipWarning, probe_clip, read_clip,  # noqa: E402
-                                read_nifti)
-from bench.data.scans import DataError  # noqa: E402
-from bench.data.sources import load_dataset, register_source  # noqa: E402
+import fixtures_realdata as fx  # tests/ is on sys.path (pytest's rootdir-less "prepend" import)
+from bench.data.adni import validate as adni_validate
+from bench.data.check import check_data, format_report
+from bench.data.preprocess import to_model_clip
+from bench.data.readers import ClipReadError, ClipWarning, probe_clip, read_clip, read_nifti
+from bench.data.scans import DataError
+from bench.data.sources import load_dataset, register_source
 
 FRAMES, SIZE = 16, 32
 # The real SonoSite file's US region does not fit its pixel grid; that warning is tested once.
@@ -65,22 +61,23 @@ def _manifest(root: Path, rows, header=fx.LUS_HEADER) -> str:
     return "lus-manifest:" + str(fx.write_csv(root / "manifest.csv", header, rows))
 
 
-def _expect_fail_and_skip(spec: str, expected: dict[int | None, str]):
-    """Default policy: one DataError naming every expected (row, message); skip: exactly
-    those rows dropped and reported. ``expected`` maps a row (None: a file with no row) to a
-    message fragment; returns the skip-policy dataset."""
+def _expect_fail_and_skip(spec: str, expected: dict[int, str] | list[tuple[int | None, str]]):
+    """Default policy: one DataError naming exactly the expected (row, message fragment)
+    pairs (row None: a file with no table row), each with its file; skip policy: exactly
+    those rows dropped and reported in ``dataset.skipped``. Returns the skip dataset."""
+    expected = sorted(expected.items() if isinstance(expected, dict) else expected,
+                      key=lambda e: (e[0] or 0, e[1]))
+    rows = [r or 0 for r, _ in expected]
     with pytest.raises(DataError) as err:
         load_dataset(spec)
     problems = err.value.problems
-    assert sorted((p.row or 0) for p in problems) == sorted((r or 0) for r in expected), problems
+    assert sorted(p.row or 0 for p in problems) == rows, problems
     for p in problems:
-        assert expected[p.row] in p.message, p
-        assert p.path, p
-        assert str(p) in str(err.value)
+        assert any(p.row == r and fragment in p.message for r, fragment in expected), p
+        assert p.path and str(p) in str(err.value), p
     dataset = load_dataset(spec, on_bad_input="skip")
-    assert sorted((p.row or 0) for p in dataset.skipped) == sorted((r or 0) for r in expected)
-    skipped_ids = {p.scan_id for p in dataset.skipped}
-    assert not skipped_ids & set(dataset.scans["scan_id"])
+    assert sorted(p.row or 0 for p in dataset.skipped) == rows
+    assert not {p.scan_id for p in dataset.skipped} & set(dataset.scans["scan_id"])
     return dataset
 
 
@@ -146,7 +143,7 @@ def test_nifti_reoriented_to_canonical_and_brain_slices(tmp_path):
 
 
 def test_missing_decoder_is_named(tmp_path):
-    with pytest.raises(ClipReadError, match="install pillow or pylibjpeg"):
+    with pytest.raises(ClipReadError, match="JPEG-LS.*install one of: .*pylibjpeg"):
         probe_clip(fx.write_jpegls_dicom(tmp_path / "jls.dcm"))
 
 
@@ -154,6 +151,24 @@ def test_unsupported_extension(tmp_path):
     (tmp_path / "clip.gif").write_bytes(b"GIF89a")
     with pytest.raises(ClipReadError, match="unsupported file type '.gif'"):
         read_clip(tmp_path / "clip.gif")
+
+
+def test_mixed_date_formats():
+    from bench.data.realdata import parse_dates
+
+    def parse(*texts):
+        dates, errors = parse_dates(pd.Series(texts), "visit")
+        return [None if pd.isna(d) else d.strftime("%Y-%m-%d %H:%M") for d in dates], errors
+
+    dates, errors = parse("2006-04-18", "4/18/2006", "05/06/2006", "18.04.2006", "20060418",
+                          "18-Apr-2006", "April 18, 2006", "2006-04-18T09:58:29.5", "")
+    assert dates[:7] == ["2006-04-18 00:00"] * 2 + ["2006-05-06 00:00"] + ["2006-04-18 00:00"] * 4
+    assert dates[7] == "2006-04-18 09:58" and errors == {8: "visit is blank"}
+    dates, errors = parse("18/04/2006", "05/06/2006")  # a day-first value makes the column day-first
+    assert dates == ["2006-04-18 00:00", "2006-06-05 00:00"] and not errors
+    dates, errors = parse("18/04/2006", "04/18/2006", "05/06/2006", "4/18/06", "2006-02-30")
+    assert dates[:2] == ["2006-04-18 00:00"] * 2
+    assert "ambiguous" in errors[2] and "two-digit year" in errors[3] and "not a date" in errors[4]
 
 
 # ----------------------------------------------------------------------------- LUS positive
@@ -256,7 +271,7 @@ def test_lus_every_problem_in_one_error(lus):
     text = format_report(report)
     for p in report.problems:
         assert f"row {p.row}, {p.path}: {p.message}" in text
-    assert "scans: 7 usable of 23 listed, patients: 3" in text
+    assert f"scans: 7 usable of {7 + len(bad)} found, patients: 3" in text
 
 
 def test_score_column_range(lus):
@@ -278,8 +293,7 @@ def test_score_column_range(lus):
 ])
 def test_lus_column_problems(lus, header, message):
     root, rows = lus
-    cut = [r[:len(header)] if len(header) == 6 else [c for c, h in zip(r, fx.LUS_HEADER) if h in header]
-           for r in rows]
+    cut = [[dict(zip(fx.LUS_HEADER, r)).get(h, r[i]) for i, h in enumerate(header)] for r in rows]
     spec = _manifest(root, cut, header)
     for policy in ("fail", "skip"):  # nothing can be read per row: even skip must stop
         with pytest.raises(DataError) as err:
@@ -336,8 +350,9 @@ def test_adni_join_by_date_only_and_sidecar(adni):
 
 def test_adni_imageuid_only_reports_unmatched_volumes(adni):
     csv, folder = adni
-    dataset = _expect_fail_and_skip(_adni_spec(csv, folder, "join=imageuid"), {
-        None: "IMAGEUID", 8: "only one visit"})
+    dataset = _expect_fail_and_skip(_adni_spec(csv, folder, "join=imageuid"), [
+        (None, "IMAGEUID 40731 is not in the table"), (None, "IMAGEUID 40732 is not in the table"),
+        (None, "IMAGEUID 99911 is not in the table"), (8, "only one visit")])
     assert len(dataset) == 3
     assert sum("IMAGEUID" in p.message for p in dataset.skipped) == 3
 
@@ -358,23 +373,20 @@ def test_adni_bad_input(adni):
         fx.write_nifti(folder / ptid / fx.adni_name(ptid, date, uid, 1))
     fx.write_nifti(folder / "999_S_9999" / fx.adni_name("999_S_9999", "20100101", 1, 1))  # no row
     fx.truncate(fx.write_nifti(folder / "011_S_0002" / fx.adni_name("011_S_0002", "20080827", 2, 2)), 0.5)
-    # -4 (ADNI missing code) on line 7 becomes a problem once a volume joins to it.
-    expected = {3: "duplicate table rows: rows 11", 12: "MMSE '31' is outside 0–30",
-                13: "EXAMDATE '2011-02-30' is not a date", 14: "MMSE is blank",
-                15: "only one visit", None: "volume has no matching table row", 7: "missing-value code"}
-    with pytest.raises(DataError) as err:
-        load_dataset(_adni_spec(csv, folder))
-    got = {(p.row, p.message) for p in err.value.problems}
-    # line 7 also carries the truncated volume's error
-    assert any(r == 7 and "truncated" in m for r, m in got)
-    assert any(r is None and "subject 999_S_9999 is not in the table" in m for r, m in got)
-    for row, fragment in expected.items():
-        assert any(r == row and fragment in m for r, m in got), (row, fragment, got)
-    assert all(p.path and p.path.endswith(".nii.gz") for p in err.value.problems)
-    dataset = load_dataset(_adni_spec(csv, folder), on_bad_input="skip")
-    assert {p.row for p in dataset.skipped} == set(expected)
+    dataset = _expect_fail_and_skip(_adni_spec(csv, folder), [
+        (3, "duplicate table rows: rows 3, 11 describe the same visit of 002_S_0295"),
+        (7, "MMSE '-4' is ADNI's missing-value code"),  # harmless until a volume joins to it
+        (7, "truncated"),
+        (12, "MMSE '31' is outside 0–30"),
+        (13, "EXAMDATE '2011-02-30' is not a date"),
+        (14, "MMSE is blank"),
+        (15, "only one visit"),
+        (None, "volume has no matching table row: IMAGEUID 1 is not in the table, and by "
+               "subject+date: subject 999_S_9999 is not in the table"),
+    ])
+    assert all(p.path.endswith(".nii.gz") for p in dataset.skipped)
     assert sorted(dataset.scans["patient_id"].unique()) == ["002_S_0295", "011_S_0002", "100_S_1286"]
-    assert len(dataset) == 6  # the duplicated m06 visit of 002_S_0295 is dropped
+    assert len(dataset) == 6  # the m06 volume of 002_S_0295 (ambiguous duplicate rows) is dropped
 
 
 # ----------------------------------------------------------------------------- check-data
@@ -382,7 +394,7 @@ def test_adni_bad_input(adni):
 def test_check_data_clean_fixture(lus):
     root, _ = lus
     text = format_report(check_data(f"lus-manifest:{root / 'manifest.csv'}"))
-    assert "scans: 7 usable of 7 listed, patients: 3" in text
+    assert "scans: 7 usable of 7 found, patients: 3" in text
     assert "visits per patient: min 2, mean 2.33, max 3" in text
     assert "pairs: 4 (deteriorated 1, same 1, improved 2)" in text
     assert "problems: none" in text and "not cropped" in text

@@ -233,7 +233,10 @@ def _join(volume: Volume, rows: pd.DataFrame, opts: Options) -> tuple[int | None
 def _duplicates(rows: pd.DataFrame, label: int, uid_joined: bool) -> list[int]:
     """Other rows describing the same visit (same patient and VISCODE/date, or same IMAGEUID)."""
     key = "viscode" if rows["viscode"].ne("").any() else "date"
-    same = (rows["patient"] == rows.at[label, "patient"]) & (rows[key] == rows.at[label, key])
+    value = rows.at[label, key]
+    same = pd.Series(False, index=rows.index)
+    if pd.notna(value) and value != "":
+        same |= (rows["patient"] == rows.at[label, "patient"]) & (rows[key] == value)
     if uid_joined:
         same |= rows["uid"] == rows.at[label, "uid"]
     return [int(r) for r in rows.index[same] if r != label]
@@ -263,7 +266,8 @@ def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
 
     rows = _rows(table, cols)
     records, problems = [], []
-    for volume in map(lambda p: _volume(p, opts.folder), files):
+    for path in files:
+        volume = _volume(path, opts.folder)
         label, how = _join(volume, rows, opts)
         if label is None:
             problems.append(Problem(f"volume has no matching table row: {how}",
@@ -280,8 +284,8 @@ def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
         if row["mmse_error"]:
             problems.append(Problem(row["mmse_error"], **where))
         if dups := _duplicates(rows, label, uid_joined=how == "imageuid"):
-            problems.append(Problem(f"duplicate table rows: rows {', '.join(map(str, dups))} describe "
-                                    f"the same visit of {row['patient']}", **where))
+            problems.append(Problem(f"duplicate table rows: rows {', '.join(map(str, [label] + dups))} "
+                                    f"describe the same visit of {row['patient']}", **where))
     scans = (pd.DataFrame(records).set_index("label").rename_axis(None) if records
              else empty_scans())
     return scans, sorted_problems(with_table_checks(scans, problems + probe_files(scans)))

@@ -1,11 +1,12 @@
 """``python run_all.py check-data SPEC``: what a data source would give training, and every
 problem in it — without training and without stopping at the first problem.
 
-Real-data sources expose ``validate(arg) -> (scans, problems)`` (and ``KIND``, ``SCORE_NAME``), the same function their
-factory uses, so this report lists exactly what training would fail on (or skip). Other
-sources (synthetic, third-party) are loaded and summarised; a ``DataError`` they raise is
-reported as their problems. Statistics cover the usable scans: the rows left after
-dropping the problem rows, i.e. what ``--on-bad-input skip`` would train on.
+Real-data sources expose ``validate(arg) -> (scans, problems)`` (plus ``KIND`` and
+``SCORE_NAME``), the same function their factory uses, so this report lists exactly what
+training would fail on (or skip). Other sources (synthetic, third-party) are loaded and
+summarised; a ``DataError`` they raise is reported as their problems. Statistics cover
+the usable scans: the rows left after dropping the problem rows, i.e. what
+``--on-bad-input skip`` would train on.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bench.data.readers import ClipWarning
 from bench.data.scans import DataError, Problem, apply_policy
 from bench.data.sources import _SOURCE_MODULES, load_dataset, parse_spec
 
+
 @dataclass
 class DataReport:
     """Counts, score range and pair labels of the usable scans, plus every problem found."""
@@ -28,7 +30,7 @@ class DataReport:
     on_bad_input: str
     kind: str | None = None
     score_name: str | None = None
-    n_scans_listed: int = 0
+    n_scans_found: int = 0
     n_patients: int = 0
     n_scans: int = 0
     visits_per_patient: tuple[int, float, int] | None = None
@@ -64,7 +66,9 @@ def check_data(spec: str, on_bad_input: str = "fail") -> DataReport:
         if hasattr(module, "validate"):
             report.kind, report.score_name = module.KIND, module.SCORE_NAME
             scans, report.problems = module.validate(arg)
-            report.n_scans_listed = len(scans)
+            # Rows of the table plus files that joined no row (ADNI volumes without a visit).
+            unjoined = {p.scan_id for p in report.problems if p.scan_id} - set(scans["scan_id"])
+            report.n_scans_found = len(scans) + len(unjoined)
             try:
                 usable, _ = apply_policy(spec, scans, report.problems, "skip")
             except DataError:  # table-wide problems: nothing is usable
@@ -78,7 +82,7 @@ def check_data(spec: str, on_bad_input: str = "fail") -> DataReport:
             else:
                 report.kind, report.score_name = dataset.kind, dataset.score_name
                 report.problems = list(dataset.skipped)
-                report.n_scans_listed = len(dataset.scans) + len(dataset.skipped)
+                report.n_scans_found = len(dataset.scans) + len({p.scan_id for p in dataset.skipped})
                 _summarise(report, dataset.scans)
     report.warnings = list(dict.fromkeys(str(w.message) for w in caught
                                          if issubclass(w.category, ClipWarning)))
@@ -90,7 +94,7 @@ def format_report(report: DataReport) -> str:
     lines = [f"data check: {report.spec}"]
     if report.kind:
         lines.append(f"  kind: {report.kind}, score: {report.score_name}")
-    lines.append(f"  scans: {report.n_scans} usable of {report.n_scans_listed} listed, "
+    lines.append(f"  scans: {report.n_scans} usable of {report.n_scans_found} found, "
                  f"patients: {report.n_patients}")
     if report.visits_per_patient:
         lo, mean, hi = report.visits_per_patient

@@ -128,8 +128,8 @@ def _dicom_dataset(path: Path):
         raise ClipReadError(path, f"no pixel decoder exists for transfer syntax {ts.name} ({ts})") from None
     if not decoder.is_available:
         needs = "; ".join(decoder.missing_dependencies)
-        raise ClipReadError(path, f"cannot decode {ts.name} pixel data: no decoder installed "
-                                  f"(install pillow or pylibjpeg as applicable — {needs})")
+        raise ClipReadError(path, f"cannot decode {ts.name} pixel data: no decoder for it is "
+                                  f"installed; install one of: {needs}")
     n = _n_frames(ds)
     if n < 1:
         raise ClipReadError(path, f"DICOM NumberOfFrames is {ds.get('NumberOfFrames')!r}: zero frames")

@@ -78,16 +78,16 @@ def parse_dates(values: pd.Series, what: str) -> tuple[pd.Series, dict]:
 
     Year-first and named-month dates are unambiguous. ``a/b/YYYY`` (or ``a-b-YYYY``) is read
     month-first (US, as ADNI and US spreadsheets write it) unless some value in the column
-    has ``a > 12``, which makes the column day-first; a column showing both is reported
-    row by row. ``a.b.YYYY`` is day-first. Two-digit years are refused (ambiguous century).
+    can only be day-first (``a`` in 13–31), which makes the column day-first; when a column
+    shows both orders, its values that fit either are reported as ambiguous. ``a.b.YYYY`` is day-first. Two-digit years are refused (ambiguous century).
     """
     year_last = {}
     for label, text in values.items():
         m = _YEAR_LAST.match(text)
         if m and m.group(2) != ".":
             year_last[label] = (int(m.group(1)), int(m.group(3)))
-    day_first_seen = any(a > 12 for a, _ in year_last.values())
-    month_first_seen = any(b > 12 for _, b in year_last.values())
+    day_first_seen = any(12 < a <= 31 and b <= 12 for a, b in year_last.values())
+    month_first_seen = any(12 < b <= 31 and a <= 12 for a, b in year_last.values())
 
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
     errors: dict = {}

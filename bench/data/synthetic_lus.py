@@ -19,7 +19,8 @@ Spec: ``synthetic-lus`` or ``synthetic-lus:n_patients=40,seed=1,signal=0.5``. Kn
   control), > 1 exaggerates it (saturating at the extremes).
 * ``nuisance`` (1.0) — scales the spread of every per-patient appearance parameter and
   the share of the patient-fixed speckle texture; 0 gives all patients the same scanner
-  settings and anatomy (only per-clip jitter remains).
+  settings, depth, footprint and rib position (the layout of fascia and B-line sites
+  stays patient-specific), so mostly the score and per-clip jitter remain.
 
 Score: S/F = 90 + 390·sigmoid(h) with a per-patient random walk h (baseline, drift,
 per-visit step), rounded to an integer, shared by the zones of a visit. The walk's spread
@@ -158,7 +159,7 @@ def _trajectory(cfg: LUSConfig, p: int, n_visits: int) -> tuple[np.ndarray, np.n
     hs, mismatch = [], []
     for _ in range(n_visits):
         hs.append(h)
-        mismatch.append(rng.normal(0.0, 0.04))
+        mismatch.append(rng.normal(0.0, 0.1))
         h += drift + rng.normal(0.0, 1.4)
     sf = np.rint(SF_LOW + (SF_HIGH - SF_LOW) / (1.0 + np.exp(-np.asarray(hs))))
     severity = (SF_HIGH - sf) / (SF_HIGH - SF_LOW) + np.asarray(mismatch)
@@ -221,7 +222,7 @@ def _patient(cfg: LUSConfig, p: int) -> _Patient:
         rib_width=0.3 + 0.06 * k * u(), a_line=max(0.1, 0.6 + 0.3 * k * u()),
         pleura_gain=float(np.exp(0.3 * k * u())), breath_cycles=0.9 + 0.3 * k * u(),
         slide_amp=max(0.005, 0.04 + 0.02 * k * u()), fixed_share=min(0.95, 0.8 * k),
-        bias=0.06 * k * rng.normal(),
+        bias=0.1 * k * rng.normal(),
     )
 
 
@@ -268,7 +269,7 @@ def _zone(cfg: LUSConfig, p: int, z: int) -> _Zone:
     return _Zone(
         wall_cm=max(0.3, pat.wall_cm + 0.15 * k * rng.uniform(-1, 1)),
         offset=1.0 + 0.2 * k * rng.uniform(-1, 1),
-        rib_phase=float(rng.uniform(0, pat.rib_spacing)),
+        rib_phase=pat.rib_spacing * (0.5 + 0.5 * k * rng.uniform(-1, 1)),
         tilt=0.04 * k * rng.uniform(-1, 1),
         fascia=np.stack([rng.uniform(0.15, 0.9, n_fascia), rng.uniform(0.4, 1.5, n_fascia)], 1),
         wall_field=_complex_field(rng, (hw, ww)),

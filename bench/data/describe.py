@@ -1,0 +1,153 @@
+"""Numbers that say whether a longitudinal dataset poses the paper's problem.
+
+Why: the benchmark is meaningful only if (a) consecutive-visit pairs of every label exist,
+(b) patient identity, not the score, dominates simple image statistics (so a model cannot
+read the score off gain or depth), and (c) the score is still recoverable from the images,
+across patients and within one. ``describe`` measures these with deliberately simple,
+fixed statistics — the same for every setting of a generator and for real data — and
+reports whatever they show.
+
+Per clip (rendered at ``frames×size×size``, time-averaged): mean and std intensity, the
+depth of the brightest row (fraction of the height), and a biomarker statistic —
+LUS: mean brightness below the brightest row (the pleural line, when there is one)
+relative to the clip mean (B-lines brighten it); MRI: the fraction of the head, in the central third of the slices, darker than half its
+90th-percentile (white-matter) intensity — CSF-like pixels (ventricles and sulci widen
+with atrophy).
+Nuisance dominance: the one-way intraclass correlation ICC(1) by patient of each statistic
+(the score's own ICC says how much of it is patient-persistent severity), next to its
+Spearman correlation with the score. Recoverability: the Spearman correlation of the
+biomarker with the score over all clips, and of its change with the score change over
+consecutive-visit pairs.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from scipy.stats import spearmanr
+
+from bench.data.pairs import LABELS, label_counts, label_rule, make_pairs
+from bench.data.scans import LongitudinalDataset
+
+BIOMARKERS = {"lus": "subpleural brightness / clip mean", "mri": "dark fraction of head, central slices"}
+
+
+def icc1(values: np.ndarray, groups: np.ndarray) -> float:
+    """One-way random-effects ICC(1) with unequal group sizes: share of variance between groups."""
+    df = pd.DataFrame({"x": values, "g": groups})
+    stats = df.groupby("g")["x"].agg(["mean", "count"])
+    n, k = len(df), len(stats)
+    if k < 2 or n <= k:
+        return float("nan")
+    grand = df["x"].mean()
+    msb = (stats["count"] * (stats["mean"] - grand) ** 2).sum() / (k - 1)
+    msw = ((df["x"] - df["g"].map(stats["mean"])) ** 2).sum() / (n - k)
+    n0 = (n - (stats["count"] ** 2).sum() / n) / (k - 1)
+    denom = msb + (n0 - 1) * msw
+    return float((msb - msw) / denom) if denom > 0 else float("nan")
+
+
+def _biomarker(kind: str, clip: np.ndarray, mean_img: np.ndarray, bright_row: int) -> float:
+    size = mean_img.shape[0]
+    if kind == "lus":
+        below = mean_img[min(size - 1, bright_row + max(1, size // 16)):]
+        return float(below.mean() / max(mean_img.mean(), 1e-6))
+    frames = clip.shape[0]
+    central = clip[frames // 3: max(frames // 3 + 1, 2 * frames // 3)].astype(np.float32)
+    level = np.percentile(clip, 99)
+    fractions = []
+    for img in central:
+        head = ndi.binary_fill_holes(img > 0.15 * level)
+        if head.sum() == 0:
+            continue
+        dark = head & (img < 0.5 * np.percentile(img[head], 90))
+        fractions.append(dark.sum() / head.sum())
+    return float(np.mean(fractions)) if fractions else float("nan")
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
+        return float("nan")
+    return float(spearmanr(a[ok], b[ok]).statistic)
+
+
+def describe(dataset: LongitudinalDataset, frames: int = 8, size: int = 64, max_clips: int | None = None) -> dict:
+    """Sizes, label balance, nuisance dominance and score recoverability of ``dataset``.
+
+    Table statistics use every scan; image statistics use whole patients, in table order,
+    until ``max_clips`` clips (all when None).
+    """
+    start = time.perf_counter()
+    scans = dataset.scans
+    rule = label_rule(dataset.kind)
+    pairs = make_pairs(scans, rule)
+    counts = label_counts(pairs)
+    visits = scans.groupby("patient_id")["visit"].nunique()
+    out = {
+        "name": dataset.name, "kind": dataset.kind, "score_name": dataset.score_name,
+        "patients": dataset.n_patients, "clips": len(scans),
+        "visits_per_patient": {"min": int(visits.min()), "mean": float(visits.mean()), "max": int(visits.max())},
+        "score": {"min": float(scans["score"].min()), "max": float(scans["score"].max()),
+                  "mean": float(scans["score"].mean()), "std": float(scans["score"].std())},
+        "pairs": {"total": len(pairs), "counts": counts,
+                  "fractions": {k: (v / len(pairs) if len(pairs) else float("nan")) for k, v in counts.items()}},
+    }
+
+    subset = scans
+    if max_clips is not None and max_clips < len(scans):
+        per_patient = scans.groupby("patient_id", sort=False).size()
+        keep = per_patient.index[: max(2, int(np.searchsorted(per_patient.cumsum().to_numpy(), max_clips)) + 1)]
+        subset = scans[scans["patient_id"].isin(keep)].reset_index(drop=True)
+
+    render_start = time.perf_counter()
+    stats = []
+    for _, row in subset.iterrows():
+        clip = dataset.load_clip(row, frames, size)
+        mean_img = clip.astype(np.float32).mean(0)
+        bright_row = int(np.argmax(mean_img.mean(1)))
+        stats.append((mean_img.mean(), clip.std(), bright_row / size,
+                      _biomarker(dataset.kind, clip, mean_img, bright_row)))
+    render_s = time.perf_counter() - render_start
+    stat = pd.DataFrame(stats, columns=["mean_intensity", "std_intensity", "brightest_row_depth", "biomarker"])
+    pid = subset["patient_id"].to_numpy()
+    score = subset["score"].to_numpy(float)
+
+    sub_pairs = make_pairs(subset, rule)
+    bio = stat["biomarker"].to_numpy()
+    d_bio = bio[sub_pairs["b"]] - bio[sub_pairs["a"]]
+    d_score = (sub_pairs["score_b"] - sub_pairs["score_a"]).to_numpy()
+    out["images"] = {"clips": len(subset), "patients": int(subset["patient_id"].nunique()),
+                     "frames": frames, "size": size, "render_seconds": render_s}
+    out["icc"] = {**{c: icc1(stat[c].to_numpy(), pid) for c in stat.columns}, "score": icc1(score, pid)}
+    out["spearman_score"] = {c: _spearman(stat[c].to_numpy(), score) for c in stat.columns}
+    out["biomarker"] = {"statistic": BIOMARKERS[dataset.kind],
+                        "spearman_pooled": _spearman(bio, score),
+                        "spearman_within": _spearman(d_bio, d_score), "within_pairs": len(sub_pairs)}
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def format_description(d: dict) -> str:
+    """Plain multi-line text of :func:`describe`'s result."""
+    v, s, p, im = d["visits_per_patient"], d["score"], d["pairs"], d["images"]
+    lines = [
+        f"{d['name']} ({d['kind']}): {d['patients']} patients, {d['clips']} clips, "
+        f"visits/patient {v['min']}-{v['max']} (mean {v['mean']:.2f})",
+        f"  {d['score_name']}: {s['min']:g}-{s['max']:g} (mean {s['mean']:.1f}, sd {s['std']:.1f})",
+        f"  consecutive pairs: {p['total']}  " + "  ".join(
+            f"{k} {p['counts'][k]} ({100 * p['fractions'][k]:.1f}%)" for k in LABELS),
+        f"  images: {im['clips']} clips of {im['patients']} patients at {im['frames']}x{im['size']}x{im['size']}"
+        f" ({im['render_seconds']:.1f} s)",
+        "  per-clip statistic      ICC(1) by patient   Spearman with score",
+        *(f"    {k:<22} {val:6.3f}" + (f"   {d['spearman_score'][k]:+18.3f}" if k in d["spearman_score"] else "")
+          for k, val in d["icc"].items()),
+        f"  biomarker: {d['biomarker']['statistic']}",
+        f"    Spearman vs {d['score_name']}, pooled over clips:         {d['biomarker']['spearman_pooled']:+.3f}",
+        f"    Spearman of changes, consecutive pairs (n={d['biomarker']['within_pairs']}): "
+        f"{d['biomarker']['spearman_within']:+.3f}",
+        f"  ({d['seconds']:.1f} s)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""The spine end to end on the smoke preset: run, rerun (nothing redone), kill + resume."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(out: Path, cache: Path, *extra: str) -> int:
+    return main(["--grid", "table3", "--preset", "smoke", "--out", str(out), "--cache-dir", str(cache), *extra])
+
+
+@pytest.fixture(scope="module")
+def table3_smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("table3")
+    assert run_cli(root / "results", root / "cache") == 0
+    return root
+
+
+def test_table3_smoke_writes_tables_figure_report(table3_smoke):
+    out = table3_smoke / "results" / "table3"
+    runs = sorted((out / "runs").glob("*.json"))
+    assert len(runs) == 6 and len(list((out / "runs").glob("*.npz"))) == 6
+    csv = pd.read_csv(out / "table3.csv")
+    assert list(zip(csv["dataset"], csv["loss"])) == [
+        ("lus", "mse"), ("lus", "cl"), ("lus", "wcl"), ("adni", "mse"), ("adni", "cl"), ("adni", "wcl")]
+    assert (csv["n"] == 1).all() and csv["accuracy_mean"].between(0, 100).all()
+    assert csv["paper_accuracy"].tolist() == [55.48, 68.25, 62.80, 31.25, 31.99, 37.51]
+    assert r"\toprule" in (out / "table3.tex").read_text()
+    assert "| Loss | LUS Acc. (ours)" in (out / "table3.md").read_text()
+    assert (out / "figure1.png").stat().st_size > 10_000
+    assert "Does the paper's direction reproduce?" in (out / "report.md").read_text()
+    rec = json.loads(runs[0].read_text())
+    for key in ("metrics", "settings", "timing", "device", "versions", "git_commit", "data", "pretrained"):
+        assert key in rec
+    assert rec["pretrained"] == "none" and rec["timing"]["train_clips_per_second"] > 0
+    assert set(rec["data"]["split_patients"]) == {"train", "val", "test"}
+
+
+def test_rerun_redoes_nothing_and_says_so(table3_smoke, capsys):
+    runs = table3_smoke / "results" / "table3" / "runs"
+    before = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
+    capsys.readouterr()
+    assert run_cli(table3_smoke / "results", table3_smoke / "cache") == 0
+    assert "all 6 cells were already finished" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")} == before
+
+
+def test_tables_only_rebuilds_identical_tables(table3_smoke):
+    out = table3_smoke / "results" / "table3"
+    before = (out / "table3.csv").read_text()
+    (out / "table3.csv").unlink()
+    assert run_cli(table3_smoke / "results", table3_smoke / "cache", "--tables-only") == 0
+    assert (out / "table3.csv").read_text() == before
+
+
+def test_a_half_written_record_is_rerun(table3_smoke, tmp_path, capsys):
+    shutil.copytree(table3_smoke / "results", tmp_path / "results")
+    runs = tmp_path / "results" / "table3" / "runs"
+    victim = sorted(runs.glob("*lus*mse*.json"))[0]
+    good = json.loads(victim.read_text())
+    victim.write_text(victim.read_text()[:100])  # what a non-atomic writer would leave behind
+    capsys.readouterr()
+    assert run_cli(tmp_path / "results", table3_smoke / "cache", "--datasets", "lus") == 0
+    assert "1 ran now" in capsys.readouterr().out
+    assert json.loads(victim.read_text())["metrics"] == good["metrics"]  # same seed, same result
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_with_the_same_tables(table3_smoke, tmp_path):
+    """Kill a sweep after its first finished cell; the rerun finishes only the rest."""
+    out, cache = tmp_path / "results", table3_smoke / "cache"
+    cmd = [sys.executable, str(REPO / "run_all.py"), "--grid", "table3", "--preset", "smoke",
+           "--out", str(out), "--cache-dir", str(cache)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    runs = out / "table3" / "runs"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(runs.glob("*.json")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
+    assert 1 <= len(finished) < 6
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed: {len(finished)} cells were already finished, {6 - len(finished)} ran now" in done.stdout
+    assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in runs.glob("*.json")) if n in finished} == finished
+    reference = pd.read_csv(table3_smoke / "results" / "table3" / "table3.csv")
+    resumed = pd.read_csv(out / "table3" / "table3.csv")
+    pd.testing.assert_frame_equal(resumed, reference)
