@@ -94,7 +94,8 @@ def test_dicom_region_crop(tmp_path):
 def test_sonosite_jpeg_is_rgb_and_region_outside_image_is_ignored(tmp_path):
     path = fx.copy_sonosite(tmp_path / "sonosite.dcm")
     with pytest.warns(ClipWarning, match="outside the 320x240 image"):
-        clip = read_clip(path)
+        probe_clip(path)
+    clip = read_clip(path)
     assert clip.shape == (30, 240, 320, 3) and clip.dtype == np.uint8
     # Converted to RGB: a gray ultrasound image has R ~ G ~ B (YBR would have Cb, Cr ~ 128).
     assert np.abs(clip[..., 0].astype(int) - clip[..., 1]).mean() < 5
@@ -302,6 +303,19 @@ def test_lus_column_problems(lus, header, message):
         assert str(root / "manifest.csv") in str(err.value)
     report = check_data(spec)
     assert "nothing can be loaded" in format_report(report) and report.n_scans == 0
+
+
+def test_visit_indices_sf_ratio_and_scan_ids(lus):
+    root, rows = lus
+    header = ["Patient_ID", "Visit", "Path", "SF_Ratio", "Scan_ID"]  # names are case-insensitive
+    table = [[r[0], str(i % 3 + 1) if r[0] == "P03" else str(i % 2 + 1), r[2], sf, f"clip{i}"]
+             for i, (r, sf) in enumerate(zip(rows, ["150", "300", "470", "200", "120", "190", "350"]))]
+    dataset = load_dataset(_manifest(root, table, header))
+    assert str(dataset.scans["visit"].dtype) == "Int64" and list(dataset.scans["scan_id"]) == [
+        f"clip{i}" for i in range(7)]
+    report = check_data(f"lus-manifest:{root / 'manifest.csv'}")
+    # P03 is listed out of visit order: v2 120, v3 190, v1 350 -> v1->v2 worse, v2->v3 better.
+    assert report.pairs == {"deteriorated": 2, "same": 0, "improved": 2} and report.ok
 
 
 def test_note_columns_are_ignored(lus):

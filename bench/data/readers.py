@@ -180,12 +180,14 @@ def _dicom_to_uint8(ds, arr: np.ndarray) -> np.ndarray:
     return clip
 
 
-def ultrasound_region(ds, path: Path, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+def ultrasound_region(ds, path: Path, shape: tuple[int, int],
+                      warn: bool = False) -> tuple[int, int, int, int] | None:
     """``(y0, y1, x0, x1)`` (exclusive ends) of the first Sequence of Ultrasound Regions item.
 
     A region that does not lie inside the image (the header was written for another pixel
-    grid, e.g. a downscaled export) is ignored with a :class:`ClipWarning`, not clipped:
-    clipping would cut an arbitrary part of the image.
+    grid, e.g. a downscaled export) is ignored, not clipped: clipping would cut an arbitrary
+    part of the image. Validation (:func:`probe_clip`) says so with a :class:`ClipWarning`,
+    once per file rather than on every read.
     """
     regions = ds.get("SequenceOfUltrasoundRegions")
     if not regions:
@@ -198,9 +200,10 @@ def ultrasound_region(ds, path: Path, shape: tuple[int, int]) -> tuple[int, int,
         return None
     rows, cols = shape
     if not (0 <= x0 <= x1 < cols and 0 <= y0 <= y1 < rows):
-        warnings.warn(ClipWarning(
-            f"{path}: ultrasound region x {x0}-{x1}, y {y0}-{y1} lies outside the "
-            f"{cols}x{rows} image; not cropped"), stacklevel=2)
+        if warn:
+            warnings.warn(ClipWarning(
+                f"{path}: ultrasound region x {x0}-{x1}, y {y0}-{y1} lies outside the "
+                f"{cols}x{rows} image; not cropped"), stacklevel=2)
         return None
     return y0, y1 + 1, x0, x1 + 1
 
@@ -222,7 +225,7 @@ def _probe_dicom(path: Path) -> None:
     n = _n_frames(ds)
     for index in sorted({0, n - 1}):
         _decode_dicom(path, ds, index=index if n > 1 else None)
-    ultrasound_region(ds, path, (int(ds.Rows), int(ds.Columns)))
+    ultrasound_region(ds, path, (int(ds.Rows), int(ds.Columns)), warn=True)
 
 
 # ----------------------------------------------------------------------------- video

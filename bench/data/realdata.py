@@ -79,7 +79,8 @@ def parse_dates(values: pd.Series, what: str) -> tuple[pd.Series, dict]:
     Year-first and named-month dates are unambiguous. ``a/b/YYYY`` (or ``a-b-YYYY``) is read
     month-first (US, as ADNI and US spreadsheets write it) unless some value in the column
     can only be day-first (``a`` in 13–31), which makes the column day-first; when a column
-    shows both orders, its values that fit either are reported as ambiguous. ``a.b.YYYY`` is day-first. Two-digit years are refused (ambiguous century).
+    shows both orders, its values that fit either are reported as ambiguous. ``a.b.YYYY`` is
+    day-first. Two-digit years are refused (ambiguous century).
     """
     year_last = {}
     for label, text in values.items():
