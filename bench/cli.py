@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=".cache/clips", help="decoded-clip cache (default .cache/clips)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoder")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: this machine (see --gpus/--jobs); ray: one Ray task per cell")
+    p.add_argument("--address", help="Ray cluster address (default: start or join a local one)")
+    p.add_argument("--gpus", type=int, default=0, help="local: one worker process per GPU (0..N-1)")
+    p.add_argument("--jobs-per-gpu", type=int, default=1, help="local: cells run at once on each GPU")
+    p.add_argument("--jobs", type=int, default=1, help="local without --gpus: cells run at once on the CPU")
+    p.add_argument("--threads-per-cell", type=int, help="torch CPU threads of each cell")
     p.add_argument("--tables-only", action="store_true", help="rebuild tables from finished run JSONs")
     p.add_argument("--list-backbones", action="store_true", help="print the backbone registry and exit")
     return p
@@ -115,7 +123,7 @@ def plan_sweep(args):
     seeds = args.seed_list or list(range(args.seeds or preset.seeds))
     ctx = RunContext(out_dir=Path(args.out) / args.grid, preset=preset, data_specs=data, pretrained=pretrained,
                      device=args.device, amp=not args.no_amp, cache_dir=Path(args.cache_dir),
-                     on_bad_input=args.on_bad_input)
+                     on_bad_input=args.on_bad_input, compile=args.compile)
     return ctx, rows, expand(args.grid, rows, seeds, preset.name, ctx.settings_for)
 
 
@@ -123,7 +131,8 @@ def run_sweep(plan, args, console: Console) -> int:
     from bench.data.scans import DataError
     from bench.progress import RichReporter, summary_table
     from bench.records import read_record
-    from bench.runner import DataStore, run_local
+    from bench.executors import make_executor
+    from bench.runner import DataStore, run_sweep
     from bench.plots import figure1
     from bench.report import write_report
     from bench.tables import summarize, write_tables
@@ -147,7 +156,8 @@ def run_sweep(plan, args, console: Console) -> int:
             return 1
         console.print(f"grid [bold]{args.grid}[/], preset [bold]{ctx.preset.name}[/]: {len(specs)} cells "
                       f"({len(rows)} rows × {len(specs) // len(rows)} seeds) -> {ctx.out_dir}")
-        result = run_local(specs, ctx, RichReporter(console), store)
+        cells = make_executor(args, store)
+        result = run_sweep(specs, ctx, cells, RichReporter(console))
         records, failed = result.records, result.failed
         if result.ran == 0 and not failed:
             console.print(f"all {len(specs)} cells were already finished in {ctx.out_dir / 'runs'}: "

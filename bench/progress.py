@@ -23,6 +23,7 @@ class RichReporter:
         self.epoch_task = self.progress.add_task("epochs", total=epochs, visible=False)
 
     def cell_started(self, spec) -> None:
+        """Only the in-process executor reports cell starts and epochs."""
         self.progress.update(self.cells, description=f"cells [dim]{spec.run_id}[/]")
         self.progress.reset(self.epoch_task, total=self.epochs, visible=True, description="epochs")
 
@@ -36,7 +37,7 @@ class RichReporter:
                                     f"macro-F1 {m['macro_f1']:.3f} ({rec['timing']['wall_seconds']:.0f} s)")
         self.progress.advance(self.cells)
 
-    def cell_failed(self, spec, exc: BaseException, tb: str) -> None:
+    def cell_failed(self, spec, exc: BaseException) -> None:
         self.progress.console.print(f"[red]failed[/] {spec.run_id}: {type(exc).__name__}: {exc}")
         self.progress.advance(self.cells)
 

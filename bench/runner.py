@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import resource
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -43,6 +42,7 @@ class RunContext:
     amp: bool = True
     cache_dir: Path | None = Path(".cache/clips")
     on_bad_input: str = "fail"
+    compile: bool = False
 
     def data_spec(self, dataset: str) -> str:
         return self.data_specs.get(dataset, DEFAULT_SOURCES[dataset])
@@ -120,6 +120,10 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
     encoder = backbones.create(row.backbone, num_frames=p.frames, img_size=p.img_size,
                                pretrained=weights, variant=p.variant)
     model = Regressor(encoder, p.head_hidden).to(device)
+    if device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)  # faster bf16 convolutions
+    if ctx.compile:
+        model.encoder = torch.compile(model.encoder)
     batcher = ClipBatcher(clips, p.frames)
     loss = LossSpec(row.loss, row.sim, p.lam, p.eps)
     pre = pretrain(model, batcher, y, groups, splits["train"], splits["val"], p, loss, spec.seed, ctx.amp, on_epoch)
@@ -178,6 +182,26 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
     }
 
 
+def execute_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
+                 on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+    """Run a cell and write its record; what every executor calls (in whatever process)."""
+    rec = run_cell(spec, ctx, store, on_epoch)
+    save_run(ctx.run_path(spec), rec)
+    return rec
+
+
+def local_cells(todo: list[RunSpec], ctx: RunContext, reporter=None, store: DataStore | None = None):
+    """Sequential executor: yields ``(spec, record | exception)`` as cells finish."""
+    store = store or DataStore()
+    for spec in todo:
+        if reporter:
+            reporter.cell_started(spec)
+        try:
+            yield spec, execute_cell(spec, ctx, store, reporter.epoch_done if reporter else None)
+        except Exception as exc:  # one broken cell must not stop the sweep
+            yield spec, exc
+
+
 @dataclass
 class SweepResult:
     records: list[dict]
@@ -186,36 +210,29 @@ class SweepResult:
     failed: list[tuple[str, str]]  # (run_id, error)
 
 
-def run_local(specs: list[RunSpec], ctx: RunContext, reporter=None,
-              store: DataStore | None = None) -> SweepResult:
-    """Run unfinished cells one after another in this process."""
-    store = store or DataStore()
-    records, failed, skipped, ran = [], [], 0, 0
-    todo = []
-    for spec in specs:
-        rec = read_record(ctx.run_path(spec))
-        if rec is not None:
-            records.append(rec)
-            skipped += 1
-        else:
-            todo.append(spec)
+def run_sweep(specs: list[RunSpec], ctx: RunContext, cells=local_cells, reporter=None) -> SweepResult:
+    """Skip finished cells, run the rest with the executor ``cells``, collect the records.
+
+    ``cells(todo, ctx, reporter)`` yields ``(spec, record | exception)``; the executors are
+    :func:`local_cells` here and those of :mod:`bench.executors`.
+    """
+    finished = {s.run_id: read_record(ctx.run_path(s)) for s in specs}
+    todo = [s for s in specs if finished[s.run_id] is None]
+    skipped = len(specs) - len(todo)
+    failed, ran = [], 0
     if reporter:
         reporter.start(len(specs), skipped, ctx.preset.epochs)
-    for spec in todo:
-        if reporter:
-            reporter.cell_started(spec)
-        try:
-            rec = run_cell(spec, ctx, store, reporter.epoch_done if reporter else None)
-        except Exception as exc:  # one broken cell must not stop the sweep
-            failed.append((spec.run_id, f"{type(exc).__name__}: {exc}"))
+    for spec, outcome in cells(todo, ctx, reporter):
+        if isinstance(outcome, BaseException):
+            failed.append((spec.run_id, f"{type(outcome).__name__}: {outcome}"))
             if reporter:
-                reporter.cell_failed(spec, exc, traceback.format_exc())
+                reporter.cell_failed(spec, outcome)
             continue
-        save_run(ctx.run_path(spec), rec)
-        records.append(rec)
+        finished[spec.run_id] = outcome
         ran += 1
         if reporter:
-            reporter.cell_done(spec, rec)
+            reporter.cell_done(spec, outcome)
     if reporter:
         reporter.stop()
+    records = [finished[s.run_id] for s in specs if finished[s.run_id] is not None]
     return SweepResult(records, skipped, ran, failed)
