@@ -111,7 +111,8 @@ def test_mismatched_timm_checkpoint_names_keys(tmp_path):
                                                       ("videomae", "VideoMAEForVideoClassification")])
 def test_save_pretrained_dir_loads(tmp_path, name, for_classification):
     """Both the bare model's and a video classifier's save_pretrained layouts load."""
-    transformers = pytest.importorskip("transformers")
+    import transformers  # the test extra includes the video extra
+
     bare = tiny(name).model
     bare.save_pretrained(tmp_path / "bare")
     classifier = getattr(transformers, for_classification)(bare.config)
@@ -119,22 +120,21 @@ def test_save_pretrained_dir_loads(tmp_path, name, for_classification):
     for saved, directory in ((bare, "bare"), (getattr(classifier, name), "classifier")):
         loaded = create(name, num_frames=FRAMES, img_size=SIZE, pretrained=str(tmp_path / directory))
         assert loaded.embed_dim == bare.config.hidden_size
+        expected = saved.state_dict()
         for key, value in loaded.model.state_dict().items():
-            assert torch.equal(value, saved.state_dict()[key]), (directory, key)
+            assert torch.equal(value, expected[key]), (directory, key)
         assert loaded(clips()).shape == (2, loaded.embed_dim)
 
 
 @pytest.mark.parametrize("name", ["timesformer", "videomae"])
 def test_pretrained_video_transformer_takes_other_geometry(tmp_path, name):
     """TimeSformer interpolates its learned tables; VideoMAE's positions are sinusoids."""
-    pytest.importorskip("transformers")
     tiny(name).model.save_pretrained(tmp_path)
     loaded = create(name, num_frames=2 * FRAMES, img_size=2 * SIZE, pretrained=str(tmp_path))
     assert loaded(clips(1, 2 * FRAMES, 2 * SIZE)).shape == (1, loaded.embed_dim)
 
 
 def test_mismatched_hf_checkpoints(tmp_path):
-    pytest.importorskip("transformers")
     tiny("videomae").model.save_pretrained(tmp_path / "videomae")
     with pytest.raises(WeightsError, match="'videomae' checkpoint, not 'timesformer'"):
         create("timesformer", num_frames=FRAMES, img_size=SIZE, pretrained=str(tmp_path / "videomae"))
