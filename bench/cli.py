@@ -221,4 +221,100 @@ def check_data_command(argv: list[str]) -> int:
     return 1 if report.problems else 0
 
 
-SUBCOMMANDS = {"describe": describe_command, "check-data": check_data_command}
+def _bench_parser(prog: str) -> argparse.ArgumentParser:
+    from bench.grid import PAPER_BACKBONES
+    p = _Parser(prog=prog)
+    p.add_argument("--backbones", type=_csv, default=list(PAPER_BACKBONES))
+    p.add_argument("--preset", default="paper", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the naive baseline")
+    p.add_argument("--peak-tflops", type=float, help="device peak for MFU where none is listed (CPUs)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="results/benchmarks")
+    return p
+
+
+def _bench_setup(args):
+    import torch
+
+    import backbones
+    from bench.grid import validate_axis
+    from bench.presets import get_preset
+    validate_axis("backbone", args.backbones, backbones.list_backbones())
+    preset = get_preset(args.preset)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    return preset, device
+
+
+def bench_command(argv: list[str]) -> int:
+    """Throughput benchmark: writes ``<out>/<device>.csv`` and prints fast/naive ratios."""
+    args = _bench_parser("run_all.py bench").parse_args(argv)
+    try:
+        preset, device = _bench_setup(args)
+    except (KeyError, ValueError) as exc:
+        return _fail(str(exc.args[0]))
+    from bench.benchmark import BenchConfig, device_slug, run_benchmark
+    cfg = BenchConfig(preset, steps=args.steps, warmup=args.warmup, workers=args.workers,
+                      peak_tflops=args.peak_tflops)
+    df = run_benchmark(args.backbones, cfg, device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{device_slug(device)}-{preset.name}.csv"
+    df.to_csv(path, index=False, float_format="%.4g")
+    _print_frame(df, f"throughput ({preset.name} preset, {df['device'].iloc[0]})")
+    print(f"wrote {path}")
+    return 0
+
+
+def time_to_table_command(argv: list[str]) -> int:
+    """Estimate (and with --measure, run and time) a grid from measured step times."""
+    p = _bench_parser("time_to_table.py")
+    p.add_argument("--grid", default="table4")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--measure", action="store_true", help="also run the grid and time it")
+    args = p.parse_args(argv)
+    try:
+        preset, device = _bench_setup(args)
+    except (KeyError, ValueError) as exc:
+        return _fail(str(exc.args[0]))
+    import time
+
+    import pandas as pd
+
+    from bench.benchmark import BenchConfig, device_slug, estimate_grid_seconds, run_benchmark
+    from bench.data import load_dataset
+    from bench.data.splits import split_patients
+    from bench.grid import grid_rows
+    rows = grid_rows(args.grid)
+    csv = Path(args.out) / f"{device_slug(device)}-{preset.name}.csv"
+    if csv.exists():
+        bench = pd.read_csv(csv)
+    else:
+        bench = run_benchmark(sorted({r.backbone for r in rows}), BenchConfig(preset, steps=args.steps,
+                              warmup=args.warmup), device)
+    ds = load_dataset("synthetic-lus", **preset.data_defaults)
+    n_train = len(split_patients(ds.scans, 0)["train"])
+    est = estimate_grid_seconds(bench, rows, args.seeds, preset, n_train, len(ds))
+    _print_frame(est, f"estimated {args.grid} ({preset.name}, {args.seeds} seeds) from {csv.name}")
+    print(f"estimated total: {est['row_s'].sum() / 60:.1f} min on {bench['device'].iloc[0]} "
+          f"(one cell at a time)")
+    if args.measure:
+        t0 = time.perf_counter()
+        code = main(["--grid", args.grid, "--preset", preset.name, "--seeds", str(args.seeds),
+                     "--out", "results/time_to_table"])
+        print(f"measured wall time: {(time.perf_counter() - t0) / 60:.1f} min (exit {code})")
+    return 0
+
+
+def _print_frame(df, title: str) -> None:
+    from rich.table import Table
+    table = Table(title=title)
+    for col in df.columns:
+        table.add_column(col)
+    for row in df.itertuples(index=False):
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    Console(width=200).print(table)
+
+
+SUBCOMMANDS = {"describe": describe_command, "check-data": check_data_command, "bench": bench_command}
