@@ -107,9 +107,14 @@ def backbone_info(name: str) -> BackboneInfo:
     return _REGISTRY[name]
 
 
+VARIANTS = ("paper", "tiny")
+
+
 def create(name: str, *, num_frames: int, img_size: int, pretrained: str | None = None,
            **kw) -> nn.Module:
     """Build a registered encoder; checks the interface so a plugin's mistake shows here."""
+    if kw.get("variant", "paper") not in VARIANTS:
+        raise ValueError(f"unknown variant {kw['variant']!r}; valid: {', '.join(VARIANTS)}")
     model = backbone_info(name).factory(num_frames=num_frames, img_size=img_size,
                                         pretrained=pretrained, **kw)
     if not isinstance(getattr(model, "embed_dim", None), int):

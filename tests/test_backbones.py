@@ -174,3 +174,8 @@ def test_pytorchvideo_zoo_forward_backward(name):
     assert out.shape == (2, model.embed_dim)
     out.square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_misspelt_variant_is_an_error():
+    with pytest.raises(ValueError, match="unknown variant 'Tiny'; valid: paper, tiny"):
+        create("tsm_r18", num_frames=4, img_size=32, variant="Tiny")
