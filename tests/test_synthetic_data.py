@@ -1,6 +1,7 @@
 """The synthetic sources keep the properties the benchmark relies on (see their module docstrings)."""
 from __future__ import annotations
 
+import pickle
 import time
 
 import numpy as np
@@ -73,6 +74,8 @@ def test_lus_deterministic_regardless_of_call_order():
     forward = _clips(a, [0, 3, 7], 4, 32)
     backward = _clips(b, [7, 3, 0], 4, 32)[::-1]
     assert all(np.array_equal(x, y) for x, y in zip(forward, backward))
+    copied = pickle.loads(pickle.dumps(a.load_clip))       # process-pool workers get a copy
+    assert np.array_equal(copied(a.scans.iloc[0], 4, 32), forward[0])
     other = make_synthetic_lus(n_patients=6, seed=1)
     assert not other.scans["score"].equals(a.scans["score"])
     assert not np.array_equal(_clips(other, [0], 4, 32)[0], forward[0])

@@ -8,11 +8,12 @@ fixed statistics — the same for every setting of a generator and for real data
 reports whatever they show.
 
 Per clip (rendered at ``frames×size×size``, time-averaged): mean and std intensity, the
-depth of the brightest row (fraction of the height), and a biomarker statistic —
-LUS: mean brightness below the brightest row (the pleural line, when there is one)
-relative to the clip mean (B-lines brighten it); MRI: the fraction of the head, in the central third of the slices, darker than half its
-90th-percentile (white-matter) intensity — CSF-like pixels (ventricles and sulci widen
-with atrophy).
+depth of the brightest row (fraction of the height), and a biomarker statistic — LUS: mean
+brightness below the brightest row (the pleural line, when there is one) relative to the
+clip mean (B-lines brighten it); MRI: the fraction of the head, in the central third of the
+slices, darker than half its 90th-percentile (white-matter) intensity — CSF-like pixels
+(ventricles and sulci widen with atrophy).
+
 Nuisance dominance: the one-way intraclass correlation ICC(1) by patient of each statistic
 (the score's own ICC says how much of it is patient-persistent severity), next to its
 Spearman correlation with the score. Recoverability: the Spearman correlation of the
