@@ -33,7 +33,7 @@ from torch import nn
 
 from backbones.registry import register_backbone
 from backbones.timm_frame import TINY_DEPTH, TINY_HEADS, TINY_WIDTH, tiny_patch_size
-from backbones.weights import HEAD_PREFIXES, WeightsError
+from backbones.weights import HEAD_PREFIXES, WeightsError, mismatch_error
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,7 @@ def _from_pretrained(family: _Family, model_cls, config, path: str) -> nn.Module
                 "shape mismatch": [f"{key} {tuple(saved)} vs {tuple(own)}"
                                    for key, saved, own in info["mismatched_keys"]]}
     if any(problems.values()):
-        raise WeightsError(f"{path}: weights do not fit {model_cls.__name__}; " + "; ".join(
-            f"{kind}: {', '.join(sorted(keys)[:8])}" + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-            for kind, keys in problems.items() if keys))
+        raise mismatch_error(path, model_cls.__name__, problems)
     return model.float()
 
 

@@ -12,6 +12,8 @@ size (Swin) as the model being built.
 """
 from __future__ import annotations
 
+import sys
+
 import timm
 import torch
 from torch import nn
@@ -58,7 +60,11 @@ def build_frame_transformer(arch: str, img_size: int, pretrained: str | None, **
     """timm ``arch`` without its classifier, at ``img_size``; ``cfg`` overrides the architecture."""
     net = timm.create_model(arch, pretrained=False, num_classes=0, img_size=img_size, **cfg)
     if pretrained:
-        load_local_weights(net, pretrained)
+        # timm's own checkpoint filter of the family resizes position embeddings / relative
+        # position tables when the checkpoint was trained at another size.
+        family_filter = getattr(sys.modules[type(net).__module__], "checkpoint_filter_fn", None)
+        load_local_weights(net, pretrained,
+                           state_filter=(lambda state: family_filter(state, net)) if family_filter else None)
     return FrameEncoder(net)
 
 

@@ -48,28 +48,37 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def mismatch_error(path: str | Path, target: str, problems: dict[str, list[str]]) -> WeightsError:
+    """One message naming the first keys of each kind of problem (missing, unexpected, shape)."""
+    def show(keys: list[str]) -> str:
+        keys = sorted(keys)
+        return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+    return WeightsError(f"{path}: weights do not fit {target}; " + "; ".join(
+        f"{kind}: {show(keys)}" for kind, keys in problems.items() if keys))
+
+
 def load_local_weights(module: nn.Module, path: str | Path,
                        key_map: Callable[[str], str] | None = None,
-                       ignore_prefixes: tuple[str, ...] = HEAD_PREFIXES) -> None:
-    """Load ``path`` into ``module`` strictly (classifier heads excepted), or raise listing keys."""
+                       ignore_prefixes: tuple[str, ...] = HEAD_PREFIXES,
+                       state_filter: Callable[[dict], dict] | None = None) -> None:
+    """Load ``path`` into ``module`` strictly (classifier heads excepted), or raise listing keys.
+
+    ``state_filter`` adapts a checkpoint before the strict load (e.g. timm's filter that
+    resizes position embeddings to the model's input size).
+    """
     state = read_state_dict(path)
     if key_map is not None:
         state = {key_map(k): v for k, v in state.items()}
+    if state_filter is not None:
+        state = state_filter(state)
     own = module.state_dict()
     state = {k: v for k, v in state.items() if k in own or not k.startswith(ignore_prefixes)}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or shape:
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {show(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {show(unexpected)}")
-        if shape:
-            parts.append("shape mismatch: " + show([f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-                                                     for k in shape]))
-        raise WeightsError(f"{path}: weights do not fit {type(module).__name__}; " + "; ".join(parts))
+    problems = {
+        "missing keys": list(set(own) - set(state)),
+        "unexpected keys": list(set(state) - set(own)),
+        "shape mismatch": [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+                           for k in set(own) & set(state) if own[k].shape != state[k].shape],
+    }
+    if any(problems.values()):
+        raise mismatch_error(path, type(module).__name__, problems)
     module.load_state_dict(state, strict=True)

@@ -100,6 +100,17 @@ def test_local_timm_checkpoint_loads(tmp_path, name):
         assert torch.equal(value, state[key]), key
 
 
+def test_vit_checkpoint_of_another_size_is_resized(tmp_path):
+    """timm's filter resamples the position embedding of a 64 px checkpoint for 32 px."""
+    source = create("vit", num_frames=FRAMES, img_size=64, variant="tiny")
+    path = tmp_path / "vit64.safetensors"
+    save_file({k: v.contiguous() for k, v in source.net.state_dict().items()}, str(path))
+    loaded = create("vit", num_frames=FRAMES, img_size=32, variant="tiny", pretrained=str(path))
+    src, dst = source.net.state_dict(), loaded.net.state_dict()
+    assert src["pos_embed"].shape != dst["pos_embed"].shape
+    assert all(torch.equal(dst[k], src[k]) for k in dst if k != "pos_embed")
+
+
 def test_mismatched_timm_checkpoint_names_keys(tmp_path):
     path = tmp_path / "vit.safetensors"
     save_file({k: v.contiguous() for k, v in tiny("vit").net.state_dict().items()}, str(path))

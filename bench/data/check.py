@@ -10,7 +10,6 @@ the usable scans: the rows left after dropping the problem rows, i.e. what
 """
 from __future__ import annotations
 
-import importlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -19,7 +18,7 @@ import pandas as pd
 from bench.data.pairs import label_counts, label_rule, make_pairs
 from bench.data.readers import ClipWarning
 from bench.data.scans import DataError, Problem, apply_policy
-from bench.data.sources import _SOURCE_MODULES, load_dataset, parse_spec
+from bench.data.sources import load_dataset, parse_spec, source_module
 
 
 @dataclass
@@ -60,7 +59,7 @@ def check_data(spec: str, on_bad_input: str = "fail") -> DataReport:
     """Validate a source spec and summarise it; problems are collected, never raised."""
     report = DataReport(spec, on_bad_input)
     name, arg = parse_spec(spec)
-    module = importlib.import_module(_SOURCE_MODULES[name]) if name in _SOURCE_MODULES else None
+    module = source_module(name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ClipWarning)
         if hasattr(module, "validate"):

@@ -55,6 +55,11 @@ def parse_kv(arg: str | None) -> dict[str, str]:
     return out
 
 
+def source_module(name: str):
+    """The module implementing a built-in source (real sources also expose ``validate``)."""
+    return importlib.import_module(_SOURCE_MODULES[name]) if name in _SOURCE_MODULES else None
+
+
 def load_dataset(spec: str, *, on_bad_input: str = "fail", **defaults) -> LongitudinalDataset:
     name, arg = parse_spec(spec)
     if name not in _SOURCES:
