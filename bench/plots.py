@@ -21,6 +21,7 @@ from bench.tables import DATASET_LABELS, backbone_label, loss_label  # noqa: E40
 from bench.grid import Row  # noqa: E402
 
 N_BINS = 5
+MIN_PAIRS = 10  # per loss and panel; fewer cannot show a distribution
 
 
 def _num(v: float) -> str:
@@ -41,11 +42,13 @@ def _distances(records: list[dict], runs_dir: Path) -> pd.DataFrame:
 
 
 def figure1(records: list[dict], runs_dir: Path, out_dir: Path, score_names: dict[str, str]) -> list[Path]:
-    """Write ``figure1.png`` and ``figure1.pdf``; returns [] when no panel has two losses."""
+    """Write ``figure1.png`` and ``figure1.pdf``; returns [] when no panel has two losses
+    with ``MIN_PAIRS`` test-scan pairs each (tiny real-data fixtures, for instance)."""
     df = _distances(records, runs_dir)
     if df.empty:
         return []
-    panels = [(d, b) for (d, b), g in df.groupby(["dataset", "backbone"], sort=False) if g["loss"].nunique() > 1]
+    panels = [(d, b) for (d, b), g in df.groupby(["dataset", "backbone"], sort=False)
+              if g["loss"].nunique() > 1 and g.groupby("loss").size().min() >= MIN_PAIRS]
     if not panels:
         return []
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
@@ -58,7 +61,9 @@ def figure1(records: list[dict], runs_dir: Path, out_dir: Path, score_names: dic
         for k, loss in enumerate(losses):
             data = [g[(g["loss"] == loss) & (g["bin"] == bn)]["distance"].to_numpy() for bn in bins]
             pos = np.arange(len(bins)) + (k - (len(losses) - 1) / 2) * width
-            bp = ax.boxplot(data, positions=pos, widths=width * 0.9, patch_artist=True, showfliers=False)
+            keep = [i for i, d in enumerate(data) if len(d)]  # a loss may have no pair in a bin
+            bp = ax.boxplot([data[i] for i in keep], positions=pos[keep], widths=width * 0.9,
+                            patch_artist=True, showfliers=False)
             for patch in bp["boxes"]:
                 patch.set_facecolor(f"C{k}")
                 patch.set_alpha(0.6)

@@ -192,7 +192,7 @@ def train_classifier(x: dict[str, torch.Tensor], y: dict[str, np.ndarray], prese
     """
     torch.manual_seed(seed)
     device = x["train"].device
-    mu, sd = x["train"].mean(0), x["train"].std(0).clamp_min(1e-6)
+    mu, sd = x["train"].mean(0), x["train"].std(0, correction=0).clamp_min(1e-6)
     x = {k: (v - mu) / sd for k, v in x.items()}
     clf = nn.Sequential(nn.Linear(x["train"].shape[1], preset.ds_hidden), nn.ReLU(), nn.Dropout(0.2),
                         nn.Linear(preset.ds_hidden, 3)).to(device)
