@@ -99,3 +99,12 @@ def test_killed_sweep_resumes_with_the_same_tables(table3_smoke, tmp_path):
     reference = pd.read_csv(table3_smoke / "results" / "table3" / "table3.csv")
     resumed = pd.read_csv(out / "table3" / "table3.csv")
     pd.testing.assert_frame_equal(resumed, reference)
+
+
+def test_beyond_grid_runs_every_loss(table3_smoke, tmp_path):
+    argv = ["--grid", "beyond", "--preset", "smoke", "--datasets", "lus", "--out", str(tmp_path),
+            "--cache-dir", str(table3_smoke / "cache")]
+    assert main(argv) == 0
+    csv = pd.read_csv(tmp_path / "beyond" / "beyond.csv")
+    assert csv["loss"].tolist() == ["mse", "cl", "wcl", "wcl_out", "rnc", "yaware", "supcon"]
+    assert (csv["n"] == 1).all() and csv["macro_f1_mean"].between(0, 1).all()
