@@ -60,13 +60,17 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train_flops_per_clip(model: Regressor, x: torch.Tensor) -> float:
-    """FLOPs of one forward + backward, per clip (counted in fp32, shapes are what matter)."""
+def train_flops_per_clip(name: str, preset: Preset) -> float:
+    """FLOPs of one forward + backward per clip, counted on the meta device (no compute, no
+    memory: the paper-size models are counted in seconds on any machine)."""
+    with torch.device("meta"):
+        enc = backbones.create(name, num_frames=preset.frames, img_size=preset.img_size, variant=preset.variant)
+        model = Regressor(enc, preset.head_hidden)
+        x = torch.randn(1, preset.frames, 3, preset.img_size, preset.img_size)
     with FlopCounterMode(display=False) as counter:
         pred, u = model(x)
-        (pred.float().sum() + u.float().sum()).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / x.shape[0]
+        (pred.sum() + u.sum()).backward()
+    return float(counter.get_total_flops())
 
 
 def _build(name: str, preset: Preset, device: torch.device, fast: bool) -> Regressor:
@@ -157,8 +161,7 @@ def measure(name: str, cfg: BenchConfig, device: torch.device, mode: str) -> dic
                     yield x.to(device), y.to(device)
         it = batches()
     step = _timed_steps(model, opt, loss, it, cfg.steps, cfg.warmup, device, amp=fast)
-    x_probe = next(it)[0][:1].float()
-    flops = train_flops_per_clip(_build(name, p, device, False), x_probe)
+    flops = train_flops_per_clip(name, p)
     clips_s = p.batch_size / step
     achieved = flops * clips_s / 1e12
     bf16_peak, fp32_peak = device_peak(device)
@@ -181,22 +184,21 @@ def run_benchmark(names: list[str], cfg: BenchConfig, device: torch.device) -> p
     return df
 
 
-def estimate_grid_seconds(bench: pd.DataFrame, rows, seeds: int, preset: Preset, n_train: int,
+def estimate_grid_seconds(step_s: dict[str, float], rows, seeds: int, preset: Preset, n_train: int,
                           n_clips: int, overhead_s: float = 5.0) -> pd.DataFrame:
-    """Wall time of a grid from measured fast-path step times.
+    """Wall time of a grid from each backbone's training step time (measured, or derived
+    from FLOPs and an assumed MFU).
 
     Per cell: ``epochs * (train steps * step + val clips * eval)`` + embedding all clips +
-    ``overhead_s`` (downstream classifier, bookkeeping); evaluation of one clip is taken as
-    a third of its training cost (forward only).
+    ``overhead_s`` (downstream classifier, bookkeeping); evaluating a clip costs a third of
+    training it (forward only).
     """
-    fast = bench[bench["mode"] == "fast"].set_index("backbone")
     out = []
     for r in rows:
-        step = fast.loc[r.backbone, "step_ms"] / 1000
+        step = step_s[r.backbone]
         per_clip_eval = step / preset.batch_size / 3
-        n_val = n_clips - n_train
-        cell = preset.epochs * ((n_train // preset.batch_size) * step + n_val * per_clip_eval / 2) \
+        cell = preset.epochs * ((n_train // preset.batch_size) * step + (n_clips - n_train) * per_clip_eval) \
             + n_clips * per_clip_eval + overhead_s
-        out.append({"backbone": r.backbone, "loss": r.loss, "sim": r.sim, "cell_s": cell, "seeds": seeds,
-                    "row_s": cell * seeds})
+        out.append({"backbone": r.backbone, "loss": r.loss, "sim": r.sim, "step_s": step, "cell_s": cell,
+                    "seeds": seeds, "row_s": cell * seeds})
     return pd.DataFrame(out)

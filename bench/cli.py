@@ -268,10 +268,17 @@ def bench_command(argv: list[str]) -> int:
 
 
 def time_to_table_command(argv: list[str]) -> int:
-    """Estimate (and with --measure, run and time) a grid from measured step times."""
+    """Estimate (and with --measure, run and time) a grid.
+
+    Step times come from this device's throughput CSV (measured now if absent) or, with
+    ``--assume-mfu``, from FLOPs per clip at the given peak and MFU — the way to estimate a
+    GPU's time from a machine without one.
+    """
     p = _bench_parser("time_to_table.py")
     p.add_argument("--grid", default="table4")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--assume-mfu", type=float, help="derive step times from FLOPs at this MFU "
+                   "(with --peak-tflops, default 989 = H100 dense bf16)")
     p.add_argument("--measure", action="store_true", help="also run the grid and time it")
     args = p.parse_args(argv)
     try:
@@ -282,23 +289,29 @@ def time_to_table_command(argv: list[str]) -> int:
 
     import pandas as pd
 
-    from bench.benchmark import BenchConfig, device_slug, estimate_grid_seconds, run_benchmark
+    from bench.benchmark import BenchConfig, device_slug, estimate_grid_seconds, run_benchmark, train_flops_per_clip
     from bench.data import load_dataset
     from bench.data.splits import split_patients
     from bench.grid import grid_rows
     rows = grid_rows(args.grid)
-    csv = Path(args.out) / f"{device_slug(device)}-{preset.name}.csv"
-    if csv.exists():
-        bench = pd.read_csv(csv)
+    names = sorted({r.backbone for r in rows})
+    if args.assume_mfu:
+        peak = args.peak_tflops or 989.0
+        step_s = {n: train_flops_per_clip(n, preset) * preset.batch_size / (peak * 1e12 * args.assume_mfu)
+                  for n in names}
+        source = f"FLOPs at {args.assume_mfu:.0%} MFU of {peak:g} TFLOP/s"
     else:
-        bench = run_benchmark(sorted({r.backbone for r in rows}), BenchConfig(preset, steps=args.steps,
-                              warmup=args.warmup), device)
+        csv = Path(args.out) / f"{device_slug(device)}-{preset.name}.csv"
+        bench = pd.read_csv(csv) if csv.exists() else run_benchmark(
+            names, BenchConfig(preset, steps=args.steps, warmup=args.warmup), device)
+        fast = bench[bench["mode"] == "fast"].set_index("backbone")
+        step_s = {n: fast.loc[n, "step_ms"] / 1000 for n in names}
+        source = f"step times measured on {bench['device'].iloc[0]}"
     ds = load_dataset("synthetic-lus", **preset.data_defaults)
     n_train = len(split_patients(ds.scans, 0)["train"])
-    est = estimate_grid_seconds(bench, rows, args.seeds, preset, n_train, len(ds))
-    _print_frame(est, f"estimated {args.grid} ({preset.name}, {args.seeds} seeds) from {csv.name}")
-    print(f"estimated total: {est['row_s'].sum() / 60:.1f} min on {bench['device'].iloc[0]} "
-          f"(one cell at a time)")
+    est = estimate_grid_seconds(step_s, rows, args.seeds, preset, n_train, len(ds))
+    _print_frame(est, f"estimated {args.grid} ({preset.name}, {args.seeds} seeds): {source}")
+    print(f"estimated total: {est['row_s'].sum() / 60:.1f} min, one cell at a time ({source})")
     if args.measure:
         t0 = time.perf_counter()
         code = main(["--grid", args.grid, "--preset", preset.name, "--seeds", str(args.seeds),
