@@ -185,7 +185,8 @@ def list_backbones_command(console: Console) -> int:
     for col in rows[0]:
         table.add_column(col)
     for r in rows:
-        table.add_row(*(str(v) for v in r.values()))
+        table.add_row(*(f"{v / 1e6:.2f} M" if k.startswith("params") and isinstance(v, int) else str(v)
+                        for k, v in r.items()))
     console.print(table)
     return 0
 
