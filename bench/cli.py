@@ -147,13 +147,14 @@ def run_sweep(plan, args, console: Console) -> int:
     else:
         try:  # validate the data of every dataset in the grid before any training
             store = DataStore()
-            for name in dict.fromkeys(r.dataset for r in rows):
-                ds = store.dataset(ctx, name)
-                for problem in ds.skipped:
-                    console.print(f"[yellow]skipped[/] {ds.name}: {problem}")
+            datasets = [store.dataset(ctx, name) for name in dict.fromkeys(r.dataset for r in rows)]
         except DataError as exc:
             sys.stderr.write(f"{exc}\n")
             return 1
+        for ds in datasets:
+            for problem in ds.skipped:
+                console.print(f"[yellow]skipped[/] {ds.name}: {problem}")
+        decode_clips(ctx, datasets, console)
         console.print(f"grid [bold]{args.grid}[/], preset [bold]{ctx.preset.name}[/]: {len(specs)} cells "
                       f"({len(rows)} rows × {len(specs) // len(rows)} seeds) -> {ctx.out_dir}")
         cells = make_executor(args, store)
@@ -174,6 +175,21 @@ def run_sweep(plan, args, console: Console) -> int:
     for run_id, err in failed:
         console.print(f"[red]failed[/] {run_id}: {err}")
     return 1 if failed else 0
+
+
+def decode_clips(ctx, datasets, console: Console) -> None:
+    """Fill the clip cache with a progress bar (a no-op read when it is already there)."""
+    from rich.progress import Progress
+
+    from bench.runner import warm_cache
+    with Progress(console=console, transient=True) as progress:
+        tasks = {}
+
+        def on_clip(name: str, i: int, n: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(f"decoding {name} clips (cached for later runs)", total=n)
+            progress.update(tasks[name], completed=i + 1)
+        warm_cache(ctx, datasets, on_clip)
 
 
 def list_backbones_command(console: Console) -> int:

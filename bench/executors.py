@@ -2,7 +2,8 @@
 jobs) and Ray for clusters. Each yields ``(spec, record | exception)`` like
 :func:`bench.runner.local_cells`; workers write the cell's files themselves, so the
 results folder must be shared with them (it is, on one machine; on a cluster use a shared
-filesystem, as Ray's own docs assume for outputs).
+filesystem, as Ray's own docs assume for outputs). The CLI decodes every clip into the
+cache before it starts them (:func:`bench.runner.warm_cache`), so workers only read it.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from functools import partial
 
 import torch
 
-from bench.data.cache import load_clips
 from bench.runner import DataStore, RunContext, execute_cell, local_cells
 
 # Per-process state of a worker: its device and its memo of datasets and clips.
@@ -32,15 +32,6 @@ def _threads(n_workers: int, threads_per_cell: int | None) -> int:
     return threads_per_cell or max(1, (os.cpu_count() or 1) // n_workers)
 
 
-def warm_cache(todo, ctx: RunContext, store: DataStore) -> None:
-    """Decode every dataset's clips once in the parent so workers only read the cache."""
-    if ctx.cache_dir is None:
-        return
-    for name in dict.fromkeys(s.row.dataset for s in todo):
-        ds = store.dataset(ctx, name)
-        load_clips(ds, ctx.preset.cache_frames, ctx.preset.img_size, ctx.cache_dir)
-
-
 def _init_worker(devices, threads: int) -> None:
     _WORKER["device"] = devices.get()
     _WORKER["store"] = DataStore()
@@ -51,10 +42,9 @@ def _worker_cell(spec, ctx: RunContext) -> dict:
     return execute_cell(spec, replace(ctx, device=_WORKER["device"]), _WORKER["store"])
 
 
-def process_cells(todo, ctx: RunContext, reporter=None, *, devices: list[str], store: DataStore,
+def process_cells(todo, ctx: RunContext, reporter=None, *, devices: list[str],
                   threads_per_cell: int | None = None):
     """One worker process per device slot; cells go to whichever slot is free."""
-    warm_cache(todo, ctx, store)
     mp = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     slots = mp.Queue()
     for d in devices:
@@ -74,14 +64,13 @@ def _ray_cell(spec, ctx: RunContext, device: str, threads: int) -> dict:
     return execute_cell(spec, replace(ctx, device=device), _WORKER["store"])
 
 
-def ray_cells(todo, ctx: RunContext, reporter=None, *, store: DataStore, address: str | None = None,
+def ray_cells(todo, ctx: RunContext, reporter=None, *, address: str | None = None,
               threads_per_cell: int | None = None):
     """Each cell is a Ray task needing one GPU when the cluster has GPUs, else CPUs."""
     try:
         import ray
     except ImportError as exc:
         raise RuntimeError("--executor ray needs Ray: pip install 'learner-bench[ray]'") from exc
-    warm_cache(todo, ctx, store)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     use_gpu = ray.cluster_resources().get("GPU", 0) >= 1 and ctx.device in ("auto", "cuda")
@@ -100,10 +89,10 @@ def ray_cells(todo, ctx: RunContext, reporter=None, *, store: DataStore, address
 def make_executor(args, store: DataStore):
     """The ``cells`` callable for :func:`bench.runner.run_sweep` chosen by the CLI flags."""
     if args.executor == "ray":
-        return partial(ray_cells, store=store, address=args.address, threads_per_cell=args.threads_per_cell)
+        return partial(ray_cells, address=args.address, threads_per_cell=args.threads_per_cell)
     devices = worker_devices(args.gpus, args.jobs_per_gpu, args.jobs)
     if len(devices) > 1:
-        return partial(process_cells, devices=devices, store=store, threads_per_cell=args.threads_per_cell)
+        return partial(process_cells, devices=devices, threads_per_cell=args.threads_per_cell)
     if args.threads_per_cell:
         torch.set_num_threads(args.threads_per_cell)
     return partial(local_cells, store=store)

@@ -75,14 +75,25 @@ class DataStore:
                                                **ctx.preset.data_defaults)
         return self._datasets[key]
 
-    def clips(self, ctx: RunContext, ds: LongitudinalDataset, device: torch.device,
-              on_clip: Callable[[int], None] | None = None) -> torch.Tensor:
+    def clips(self, ctx: RunContext, ds: LongitudinalDataset, device: torch.device) -> torch.Tensor:
         p = ctx.preset
         key = (str(cache_path(ds, p.cache_frames, p.img_size, Path("."))), str(device))
         if key not in self._clips:
-            arr = load_clips(ds, p.cache_frames, p.img_size, ctx.cache_dir, on_clip)
+            arr = load_clips(ds, p.cache_frames, p.img_size, ctx.cache_dir)
             self._clips[key] = torch.from_numpy(arr).to(device)
         return self._clips[key]
+
+
+def warm_cache(ctx: RunContext, datasets: list[LongitudinalDataset],
+               on_clip: Callable[[str, int, int], None] | None = None) -> None:
+    """Decode every clip of ``datasets`` into the on-disk cache once, before any cell runs,
+    so cells (in this process or in workers) only read it; ``on_clip(name, i, n)`` reports."""
+    if ctx.cache_dir is None:
+        return
+    p = ctx.preset
+    for ds in datasets:
+        load_clips(ds, p.cache_frames, p.img_size, ctx.cache_dir,
+                   on_clip and (lambda i, ds=ds: on_clip(ds.name, i, len(ds))))
 
 
 def _peak_memory_mb(device: torch.device) -> float:
