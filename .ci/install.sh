@@ -12,9 +12,12 @@ python3 -m venv .venv
 # start-up hook that fixes it lives here, outside the package, and is installed only when
 # that combination is present.
 .venv/bin/python - <<'PY'
-import pathlib, shutil, sysconfig
+import importlib.util, pathlib, shutil, sysconfig
 from importlib import metadata
-torch_v, tv_v = metadata.version("torch"), metadata.version("torchvision")
+torch_v = metadata.version("torch")
+# the wheel's metadata says 0.28.0; its version.py says which build it is (0.28.0+cu130)
+tv_spec = importlib.util.find_spec("torchvision")
+tv_v = (pathlib.Path(tv_spec.submodule_search_locations[0]) / "version.py").read_text().splitlines()[0]
 site = pathlib.Path(sysconfig.get_paths()["purelib"])
 if "+cpu" in torch_v and "+cu" in tv_v:
     shutil.copy(".ci/tv_cpu_compat.py", site / "tv_cpu_compat.py")
