@@ -152,13 +152,14 @@ def yaware_loss(u: torch.Tensor, y: torch.Tensor, sim: str = "cos", tau: float =
 def supcon_loss(u: torch.Tensor, groups: torch.Tensor, sim: str = "cos", tau: float = TAU) -> torch.Tensor:
     b = u.shape[0]
     eye = torch.eye(b, dtype=torch.bool, device=u.device)
+    if b < 2:
+        return u.sum() * 0.0
     pos = (groups[:, None] == groups[None, :]) & ~eye
     has_pos = pos.any(1)
-    if b < 2 or not has_pos.any():
-        return u.sum() * 0.0
     log_prob = _log_softmax_others(_logits(u, sim, tau)).masked_fill(eye, 0.0)
     per_anchor = (log_prob * pos).sum(1) / pos.sum(1).clamp_min(1)
-    return -per_anchor[has_pos].mean()
+    # mean over anchors that have a positive, without a data-dependent branch (no host sync)
+    return -(per_anchor * has_pos).sum() / has_pos.sum().clamp_min(1)
 
 
 @dataclass(frozen=True)
