@@ -92,8 +92,9 @@ def fingerprint(settings: dict) -> str:
 
 
 def expand(grid: str, rows: list[Row], seeds: list[int], preset: str, settings_for) -> list[RunSpec]:
-    """Cells in table order, seeds innermost; ``settings_for(row)`` gives what the fingerprint covers."""
-    return [RunSpec(grid, r, s, preset, fingerprint(settings_for(r))) for r in rows for s in seeds]
+    """Cells seed by seed, each seed in table order, so a sweep stopped early still fills
+    every row (with fewer seeds); ``settings_for(row)`` gives what the fingerprint covers."""
+    return [RunSpec(grid, r, s, preset, fingerprint(settings_for(r))) for s in seeds for r in rows]
 
 
 def validate_axis(name: str, values: list[str] | None, valid: list[str] | tuple[str, ...]) -> None:

@@ -59,3 +59,11 @@ def exit_code(argv: list[str]) -> int:
         return main(argv)
     except SystemExit as exc:
         return exc.code
+
+
+def test_cells_run_seed_by_seed_in_table_order():
+    from bench.grid import expand
+    rows = grid_rows("table3")
+    specs = expand("table3", rows, [0, 1], "smoke", lambda r: {})
+    assert [(s.seed, s.row) for s in specs] == [(0, r) for r in rows] + [(1, r) for r in rows]
+    assert len({s.run_id for s in specs}) == len(specs)
