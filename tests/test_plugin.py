@@ -10,12 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from backbones import backbone_info, create, list_backbones
 from backbones.listing import model_size
 from backbones.registry import refresh
+from bench.cli import main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "learner_bench_plugin_example"
 NAME = "example_c3d"
@@ -56,6 +58,17 @@ def test_plugin_in_listing(plugin):
     params_paper, dim_paper = model_size(NAME, "paper")
     params_tiny, dim_tiny = model_size(NAME, "tiny")
     assert (dim_paper, dim_tiny) == (64, 16) and params_tiny < params_paper
+
+
+def test_plugin_runs_in_table4_grid_and_cli_listing(plugin, tmp_path, capsys):
+    assert main(["--list-backbones"]) == 0
+    assert NAME in capsys.readouterr().out
+    argv = ["--grid", "table4", "--backbones", NAME, "--preset", "smoke", "--out", str(tmp_path),
+            "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    csv = pd.read_csv(tmp_path / "table4" / "table4.csv")
+    assert set(csv["backbone"]) == {NAME} and (csv["n"] == 1).all()
+    assert sorted(zip(csv["loss"], csv["sim"])) == [("cl", "cos"), ("mse", "cos"), ("wcl", "cos"), ("wcl", "l2")]
 
 
 def test_refresh_forgets_a_removed_plugin(plugin, monkeypatch):
