@@ -108,3 +108,26 @@ def test_beyond_grid_runs_every_loss(table3_smoke, tmp_path):
     csv = pd.read_csv(tmp_path / "beyond" / "beyond.csv")
     assert csv["loss"].tolist() == ["mse", "cl", "wcl", "wcl_out", "rnc", "yaware", "supcon"]
     assert (csv["n"] == 1).all() and csv["macro_f1_mean"].between(0, 1).all()
+
+
+def test_pretrained_weights_are_loaded_and_recorded(table3_smoke, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    import backbones
+    source = backbones.create("tsm_r18", num_frames=4, img_size=32, variant="tiny")
+    with torch.no_grad():
+        for p in source.parameters():
+            p.fill_(0.01)
+    path = tmp_path / "tsm_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in source.net.state_dict().items()}, str(path))
+    argv = ["--grid", "table3", "--preset", "smoke", "--datasets", "lus", "--losses", "mse",
+            "--pretrained", f"tsm_r18={path}", "--out", str(tmp_path / "out"),
+            "--cache-dir", str(table3_smoke / "cache")]
+    assert main(argv) == 0
+    (rec_path,) = (tmp_path / "out" / "table3" / "runs").glob("*.json")
+    rec = json.loads(rec_path.read_text())
+    assert rec["pretrained"] == str(path) and rec["settings"]["pretrained"] == str(path)
+    # a different weights file is a different cell: it never reuses the random-init result
+    random_init = {p.name for p in (table3_smoke / "results" / "table3" / "runs").glob("*lus*mse*s0*.json")}
+    assert rec_path.name not in random_init
