@@ -71,7 +71,10 @@ def _discover() -> None:
     for mod in _BUILTIN_MODULES:
         importlib.import_module(mod)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
+        if ep.name in _REGISTRY and _REGISTRY[ep.name].source != "plugin":
+            raise RuntimeError(f"backbone plugin {ep.name!r} ({ep.value}) clashes with the built-in "
+                               f"backbone of that name; rename it in the plugin's entry point")
+        if ep.name in _REGISTRY:  # the same distribution seen twice on sys.path
             continue
         try:
             factory = ep.load()

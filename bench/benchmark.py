@@ -28,6 +28,7 @@ import backbones
 from bench.data import load_dataset
 from bench.losses import LossSpec
 from bench.presets import Preset
+from bench.runner import uses_channels_last
 from bench.train import ClipBatcher, Regressor, autocast
 
 # Dense peak TFLOP/s (bf16 tensor core, fp32 non-tensor) from the vendors' data sheets.
@@ -77,7 +78,7 @@ def _build(name: str, preset: Preset, device: torch.device, fast: bool) -> Regre
     torch.manual_seed(0)
     enc = backbones.create(name, num_frames=preset.frames, img_size=preset.img_size, variant=preset.variant)
     model = Regressor(enc, preset.head_hidden).to(device)
-    if fast and device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+    if fast and device.type == "cuda" and uses_channels_last(model):
         model = model.to(memory_format=torch.channels_last)
     return model
 

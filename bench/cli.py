@@ -98,7 +98,7 @@ def plan_sweep(args):
     """Validate every name and build the run context and cell list (no work yet)."""
     import backbones
     from bench.data.sources import DEFAULT_SOURCES, parse_spec
-    from bench.grid import expand, grid_rows, select, validate_axis
+    from bench.grid import grid_rows, select, validate_axis
     from bench.losses import LOSSES, SIMILARITIES
     from bench.presets import get_preset
     from bench.runner import RunContext
@@ -120,11 +120,13 @@ def plan_sweep(args):
         rows = select(rows, axis, values)
     if not rows:
         raise ValueError("the filters leave no cell to run")
+    if args.seeds is not None and args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
     seeds = args.seed_list or list(range(args.seeds or preset.seeds))
     ctx = RunContext(out_dir=Path(args.out) / args.grid, preset=preset, data_specs=data, pretrained=pretrained,
                      device=args.device, amp=not args.no_amp, cache_dir=Path(args.cache_dir),
                      on_bad_input=args.on_bad_input, compile=args.compile)
-    return ctx, rows, expand(args.grid, rows, seeds, preset.name, ctx.settings_for)
+    return ctx, rows, seeds
 
 
 def run_sweep(plan, args, console: Console) -> int:
@@ -132,12 +134,21 @@ def run_sweep(plan, args, console: Console) -> int:
     from bench.progress import RichReporter, summary_table
     from bench.records import read_record
     from bench.executors import make_executor
+    from bench.grid import expand
     from bench.runner import DataStore, run_sweep
     from bench.plots import figure1
     from bench.report import write_report
     from bench.tables import summarize, write_tables
 
-    ctx, rows, specs = plan
+    ctx, rows, seeds = plan
+    try:  # validate the data of every dataset in the grid before any training
+        store = DataStore()
+        datasets = {name: store.dataset(ctx, name) for name in dict.fromkeys(r.dataset for r in rows)}
+    except DataError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    ctx.data_keys = {name: ds.cache_key for name, ds in datasets.items()}  # the data's content
+    specs = expand(args.grid, rows, seeds, ctx.preset.name, ctx.settings_for)
     if args.tables_only:
         records = [r for r in (read_record(ctx.run_path(s)) for s in specs) if r is not None]
         if len(records) < len(specs):
@@ -145,12 +156,7 @@ def run_sweep(plan, args, console: Console) -> int:
                           "their table cells stay empty[/]")
         failed = []
     else:
-        try:  # validate the data of every dataset in the grid before any training
-            store = DataStore()
-            datasets = [store.dataset(ctx, name) for name in dict.fromkeys(r.dataset for r in rows)]
-        except DataError as exc:
-            sys.stderr.write(f"{exc}\n")
-            return 1
+        datasets = list(datasets.values())
         for ds in datasets:
             for problem in ds.skipped:
                 console.print(f"[yellow]skipped[/] {ds.name}: {problem}")

@@ -73,7 +73,7 @@ def ray_cells(todo, ctx: RunContext, reporter=None, *, address: str | None = Non
         raise RuntimeError("--executor ray needs Ray: pip install 'learner-bench[ray]'") from exc
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    use_gpu = ray.cluster_resources().get("GPU", 0) >= 1 and ctx.device in ("auto", "cuda")
+    use_gpu = ray.cluster_resources().get("GPU", 0) >= 1 and (ctx.device == "auto" or ctx.device.startswith("cuda"))
     threads = threads_per_cell or 1
     task = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=threads, max_retries=0)(_ray_cell)
     refs = {task.remote(spec, ctx, "cuda" if use_gpu else "cpu", threads): spec for spec in todo}

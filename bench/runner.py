@@ -43,14 +43,29 @@ class RunContext:
     cache_dir: Path | None = Path(".cache/clips")
     on_bad_input: str = "fail"
     compile: bool = False
+    data_keys: dict[str, str] = field(default_factory=dict)  # dataset -> content key (set by the CLI)
 
     def data_spec(self, dataset: str) -> str:
         return self.data_specs.get(dataset, DEFAULT_SOURCES[dataset])
 
     def settings_for(self, row: Row) -> dict:
-        """What a cell's result depends on besides its row and seed (its fingerprint)."""
-        return {"preset": self.preset.to_dict(), "data": self.data_spec(row.dataset),
-                "pretrained": self.pretrained.get(row.backbone), "on_bad_input": self.on_bad_input}
+        """What a cell's result depends on besides its row and seed (its fingerprint): the
+        preset, the data (spec and content key), the weights (path, size, mtime), the skip
+        policy and the numerics (bf16 autocast only acts on CUDA; torch.compile)."""
+        weights = self.pretrained.get(row.backbone)
+        signature = None
+        if weights and Path(weights).exists():
+            stat = Path(weights).stat()
+            signature = [stat.st_size, stat.st_mtime_ns]
+        settings = {"preset": self.preset.to_dict(), "data": self.data_spec(row.dataset),
+                    "data_key": self.data_keys.get(row.dataset), "pretrained": weights,
+                    "on_bad_input": self.on_bad_input,
+                    "precision": "bf16-autocast" if self.amp and self.torch_device().type == "cuda" else "fp32"}
+        if signature:
+            settings["pretrained_file"] = signature
+        if self.compile:
+            settings["compile"] = True
+        return settings
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -96,6 +111,12 @@ def warm_cache(ctx: RunContext, datasets: list[LongitudinalDataset],
                    on_clip and (lambda i, ds=ds: on_clip(ds.name, i, len(ds))))
 
 
+def uses_channels_last(model: torch.nn.Module) -> bool:
+    """2D CNNs gain from channels_last; a model with 5-D conv weights cannot be converted."""
+    convs = [type(m) for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+    return torch.nn.Conv2d in convs and all(c is torch.nn.Conv2d for c in convs)
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -131,7 +152,7 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
     encoder = backbones.create(row.backbone, num_frames=p.frames, img_size=p.img_size,
                                pretrained=weights, variant=p.variant)
     model = Regressor(encoder, p.head_hidden).to(device)
-    if device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+    if device.type == "cuda" and uses_channels_last(model):
         model = model.to(memory_format=torch.channels_last)  # faster bf16 convolutions
     if ctx.compile:
         model.encoder = torch.compile(model.encoder)
@@ -183,8 +204,9 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
         "timing": {
             "wall_seconds": time.perf_counter() - t_start, "data_seconds": t_data,
             "pretrain_seconds": pre.seconds,
-            "train_clips_per_second": pre.train_clips / max(pre.seconds, 1e-9),
+            "train_clips_per_second": pre.train_clips / max(pre.train_seconds, 1e-9),
             "peak_memory_mb": _peak_memory_mb(device),
+            "peak_memory_scope": "this cell" if device.type == "cuda" else "process so far (CPU maxrss)",
         },
         "device": _device_name(device),
         "versions": library_versions(),

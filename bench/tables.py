@@ -118,11 +118,12 @@ EXTENDED_HEADERS = ["n", "Acc. 95% CI", "ρ(dist, Δscore)", "ΔF1 vs MSE"]
 
 def layout(summary: pd.DataFrame, grid: str, extended: bool = False
            ) -> tuple[list[tuple[str, int]], list[str], list[list[Cell]]]:
-    """(column groups, column names, rows). Table 3: losses down, datasets across;
-    otherwise one line per (dataset,) model, loss."""
+    """(column groups, column names, rows); the first group spans the text columns. Table 3
+    (one backbone per dataset): losses down, datasets across; otherwise one line per
+    (dataset,) model, loss."""
     datasets = list(dict.fromkeys(summary["dataset"]))
     headers = METRIC_HEADERS + (EXTENDED_HEADERS if extended else [])
-    if grid == "table3":
+    if grid == "table3" and summary.groupby("dataset")["backbone"].nunique().max() == 1:
         losses = list(dict.fromkeys(summary["loss_label"]))
         per_ds = {d: summary[summary["dataset"] == d].set_index("loss_label").reindex(losses) for d in datasets}
         per_ds = {d: s.assign(n=s["n"].fillna(0).astype(int)) for d, s in per_ds.items()}
@@ -136,8 +137,8 @@ def layout(summary: pd.DataFrame, grid: str, extended: bool = False
         sub = summary[summary["dataset"] == d]
         for (_, r), cells in zip(sub.iterrows(), _metric_cells(sub, extended)):
             rows.append([Cell(DATASET_LABELS.get(d, d))] * len(lead) + [Cell(r.model), Cell(r.loss_label)] + cells)
-    columns = lead + ["Model", "Loss"] + headers
-    return [("", len(columns))], columns, rows
+    lead += ["Model", "Loss"]
+    return [("", len(lead)), ("", len(headers))], lead + headers, rows
 
 
 def to_markdown(groups, columns, rows) -> str:
@@ -168,9 +169,10 @@ def to_latex(groups, columns, rows, caption: str) -> str:
             rules.append(rf"\cmidrule(lr){{{col}-{col + span - 1}}}")
         col += span
     out = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(caption)}}}",
-           rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-           " & ".join(head_groups) + r" \\", " ".join(rules),
-           " & ".join(_tex_escape(c) for c in columns) + r" \\", r"\midrule"]
+           rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    if rules:  # a group row only where some group has a title
+        out += [" & ".join(head_groups) + r" \\", " ".join(rules)]
+    out += [" & ".join(_tex_escape(c) for c in columns) + r" \\", r"\midrule"]
     out += [" & ".join(cell(c) for c in r) + r" \\" for r in rows]
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"

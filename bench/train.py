@@ -77,6 +77,7 @@ class PretrainResult:
     best_val_mse: float
     history: list[dict] = field(default_factory=list)
     train_clips: int = 0
+    train_seconds: float = 0.0  # training steps only (clips/s); ``seconds`` adds validation
     seconds: float = 0.0
 
 
@@ -112,11 +113,14 @@ def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, groups: to
             parts["loss"].backward()
             opt.step()
             sums += torch.stack([parts["loss"], parts["mse"], parts["contrastive"]]).detach()
-        sched.step()
+        row = dict(zip(("loss", "mse", "contrastive"), (sums / n_batches).tolist()))  # the epoch's one sync
+        row.update(epoch=epoch, lr=opt.param_groups[0]["lr"], train_seconds=time.perf_counter() - t0)
+        result.train_seconds += row["train_seconds"]
         result.train_clips += n_batches * min(bs, len(train_t))
-        val_mse = evaluate_mse(model, batcher, y, val_t, amp)
-        row = dict(zip(("loss", "mse", "contrastive"), (sums / n_batches).tolist()))
-        row.update(epoch=epoch, val_mse=val_mse, lr=opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0)
+        sched.step()
+        row["val_mse"] = evaluate_mse(model, batcher, y, val_t, amp)
+        row["seconds"] = time.perf_counter() - t0
+        val_mse = row["val_mse"]
         result.history.append(row)
         if val_mse < best:
             best, result.best_epoch = val_mse, epoch

@@ -67,3 +67,33 @@ def test_cells_run_seed_by_seed_in_table_order():
     specs = expand("table3", rows, [0, 1], "smoke", lambda r: {})
     assert [(s.seed, s.row) for s in specs] == [(0, r) for r in rows] + [(1, r) for r in rows]
     assert len({s.run_id for s in specs}) == len(specs)
+
+
+def test_fingerprint_covers_data_content_weights_and_numerics(tmp_path):
+    import os
+    from pathlib import Path
+
+    from bench.grid import fingerprint
+    from bench.presets import get_preset
+    from bench.runner import RunContext
+
+    row = Row("lus", "tsm_r18", "cl")
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"0" * 10)
+
+    def fp(**kw):
+        ctx = RunContext(out_dir=Path("x"), preset=get_preset("smoke"), device="cpu",
+                         data_keys={"lus": "synthetic-lus-v1-aaa"}, **kw)
+        return fingerprint(ctx.settings_for(row))
+
+    base = fp()
+    assert fp(amp=False) == base  # bf16 autocast does nothing on a CPU
+    assert fp(compile=True) != base
+    assert fp(on_bad_input="skip") != base
+    changed = RunContext(out_dir=Path("x"), preset=get_preset("smoke"), device="cpu",
+                         data_keys={"lus": "synthetic-lus-v2-bbb"})
+    assert fingerprint(changed.settings_for(row)) != base  # same spec, other content
+    with_weights = fp(pretrained={"tsm_r18": str(weights)})
+    assert with_weights != base
+    os.utime(weights, ns=(1, 1))  # the same path, another file
+    assert fp(pretrained={"tsm_r18": str(weights)}) != with_weights

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.grid import grid_rows
+from bench.grid import Row, grid_rows
 from bench.stats import bootstrap_ci, distance_score_spearman, paired_comparison
 from bench.tables import layout, summarize, to_latex, to_markdown, write_tables
 
@@ -93,3 +93,13 @@ def test_spearman_within_patient_pairs():
     assert distance_score_spearman(emb) == pytest.approx(1.0)
     emb["patient_id"] = np.array(["a", "b", "c", "d"])  # no same-patient pair
     assert np.isnan(distance_score_spearman(emb))
+
+
+def test_table3_with_two_backbones_falls_back_to_model_rows(tmp_path):
+    recs = RECORDS + [record("lus", "mse", 0, 45.0, 0.35, backbone="vit")]
+    rows = grid_rows("table3") + [Row("lus", "vit", "mse")]
+    groups, columns, body = layout(summarize(recs, rows), "table3")
+    assert columns[:3] == ["Dataset", "Model", "Loss"]
+    assert ("LUS", "ViT", "MSE") in {(r[0].text, r[1].text, r[2].text) for r in body}
+    tex = to_latex(groups, columns, body, "cap")
+    assert r"\begin{tabular}{lllcccc}" in tex and "\\toprule\nDataset & Model" in tex
