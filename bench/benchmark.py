@@ -14,7 +14,6 @@ left empty there unless ``--peak-tflops`` is given.
 from __future__ import annotations
 
 import re
-import resource
 import time
 from dataclasses import dataclass
 
@@ -28,8 +27,8 @@ import backbones
 from bench.data import load_dataset
 from bench.losses import LossSpec
 from bench.presets import Preset
-from bench.runner import uses_channels_last
-from bench.train import ClipBatcher, Regressor, autocast
+from bench.runner import device_name, peak_memory_mb, uses_channels_last
+from bench.train import IMAGENET_MEAN, IMAGENET_STD, ClipBatcher, Regressor, autocast
 
 # Dense peak TFLOP/s (bf16 tensor core, fp32 non-tensor) from the vendors' data sheets.
 PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5), "L40S": (362.0, 91.6)}
@@ -53,12 +52,6 @@ def device_slug(device: torch.device) -> str:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def train_flops_per_clip(name: str, preset: Preset) -> float:
@@ -114,8 +107,8 @@ class _RenderEveryTime(Dataset):
         clip = self.ds.load_clip(self.ds.scans.iloc[i], self.p.cache_frames, self.p.img_size)
         idx = np.arange(self.p.frames) * (self.p.cache_frames // self.p.frames)
         x = torch.from_numpy(clip[idx]).float().div(255.0)[:, None].expand(-1, 3, -1, -1)
-        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         return (x - mean) / std, torch.tensor(float(i % 7) - 3.0)
 
 
@@ -169,9 +162,8 @@ def measure(name: str, cfg: BenchConfig, device: torch.device, mode: str) -> dic
     peak = cfg.peak_tflops or (bf16_peak if fast else fp32_peak)
     return {"backbone": name, "mode": mode, "variant": p.variant, "frames": p.frames, "size": p.img_size,
             "batch": p.batch_size, "step_ms": 1000 * step, "clips_per_s": clips_s,
-            "peak_memory_mb": _peak_mb(device), "gflops_per_clip": flops / 1e9, "achieved_tflops": achieved,
-            "mfu": achieved / peak if peak else np.nan, "device": torch.cuda.get_device_name(device)
-            if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"}
+            "peak_memory_mb": peak_memory_mb(device), "gflops_per_clip": flops / 1e9, "achieved_tflops": achieved,
+            "mfu": achieved / peak if peak else np.nan, "device": device_name(device)}
 
 
 def run_benchmark(names: list[str], cfg: BenchConfig, device: torch.device) -> pd.DataFrame:

@@ -117,15 +117,15 @@ def uses_channels_last(model: torch.nn.Module) -> bool:
     return torch.nn.Conv2d in convs and all(c is torch.nn.Conv2d for c in convs)
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, process-wide
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return torch.cuda.getdevice_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
@@ -205,10 +205,10 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
             "wall_seconds": time.perf_counter() - t_start, "data_seconds": t_data,
             "pretrain_seconds": pre.seconds,
             "train_clips_per_second": pre.train_clips / max(pre.train_seconds, 1e-9),
-            "peak_memory_mb": _peak_memory_mb(device),
+            "peak_memory_mb": peak_memory_mb(device),
             "peak_memory_scope": "this cell" if device.type == "cuda" else "process so far (CPU maxrss)",
         },
-        "device": _device_name(device),
+        "device": device_name(device),
         "versions": library_versions(),
         "git_commit": git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
