@@ -38,6 +38,24 @@ def _direction_lines(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _cost_lines(records: list[dict]) -> list[str]:
+    """Mean cost per cell of each grid row, so a reader can budget a rerun (e.g. per backbone)."""
+    if not records:
+        return ["No cell has finished yet."]
+    frame = pd.DataFrame([{"dataset": r["dataset"].upper(), "backbone": r["backbone"], "loss": r["loss"],
+                           "sim": r["sim"], "device": r["device"], **r["timing"]} for r in records])
+    cost = (frame.groupby(["dataset", "backbone", "loss", "sim", "device"], sort=False)
+            .agg(cells=("wall_seconds", "size"), wall=("wall_seconds", "mean"),
+                 pretrain=("pretrain_seconds", "mean"), clips=("train_clips_per_second", "mean"),
+                 memory=("peak_memory_mb", "max"))
+            .reset_index())
+    lines = ["| Dataset | Backbone | Loss | Sim. | Device | Cells | Wall s / cell | Pretraining s / cell "
+             "| Training clips/s | Peak memory MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {c.dataset} | {c.backbone} | {c.loss} | {c.sim} | {c.device} | {c.cells} | {c.wall:.1f} "
+              f"| {c.pretrain:.1f} | {c.clips:.1f} | {c.memory:.0f} |" for c in cost.itertuples()]
+    return lines
+
+
 def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[dict], expected: int,
                  table_md: Path, figure: list[Path]) -> Path:
     first = records[0] if records else {}
@@ -58,6 +76,9 @@ def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[
         lines += ["", "## Figure 1", "", f"![Figure 1]({figure[0].name})", "",
                   "Cosine distance between embeddings of two test scans against their absolute score "
                   "difference (all pairs of test scans, pooled over seeds)."]
+    lines += ["", "## Cost per cell", "", *_cost_lines(records), "",
+              "Wall = the whole cell (data, pretraining, embedding, classifier); clips/s counts "
+              "pretraining steps only."]
     lines += ["", "## Settings", "", "```", f"preset: {settings.get('preset')}",
               f"data sources: {sorted({r['data']['source'] for r in records})}",
               f"pretrained: {sorted({r['pretrained'] for r in records})}", "```", "",

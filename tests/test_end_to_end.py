@@ -39,7 +39,9 @@ def test_table3_smoke_writes_tables_figure_report(table3_smoke):
     assert r"\toprule" in (out / "table3.tex").read_text()
     assert "| Loss | LUS Acc. (ours)" in (out / "table3.md").read_text()
     assert (out / "figure1.png").stat().st_size > 10_000
-    assert "Does the paper's direction reproduce?" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Does the paper's direction reproduce?" in report
+    assert report.count("| LUS | tsm_r18 |") == 3 and "| ADNI | tsm_r18 | wcl | cos |" in report
     rec = json.loads(runs[0].read_text())
     for key in ("metrics", "settings", "timing", "device", "versions", "git_commit", "data", "pretrained"):
         assert key in rec
