@@ -44,6 +44,9 @@ class RunContext:
     on_bad_input: str = "fail"
     compile: bool = False
     data_keys: dict[str, str] = field(default_factory=dict)  # dataset -> content key (set by the CLI)
+    # The commit the sweep's code was loaded from, taken when it starts: a commit made while
+    # it runs does not change the code that runs, so it must not change what records say.
+    code_version: str = field(default_factory=git_commit)
 
     def data_spec(self, dataset: str) -> str:
         return self.data_specs.get(dataset, DEFAULT_SOURCES[dataset])
@@ -210,7 +213,7 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
         },
         "device": device_name(device),
         "versions": library_versions(),
-        "git_commit": git_commit(),
+        "git_commit": ctx.code_version,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -12,6 +12,10 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from bench.grid import Row, expand
+from bench.presets import get_preset
+from bench.records import git_commit
+from bench.runner import RunContext, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,3 +137,15 @@ def test_pretrained_weights_are_loaded_and_recorded(table3_smoke, tmp_path):
     # a different weights file is a different cell: it never reuses the random-init result
     random_init = {p.name for p in (table3_smoke / "results" / "table3" / "runs").glob("*lus*mse*s0*.json")}
     assert rec_path.name not in random_init
+
+
+def test_records_name_the_commit_the_sweep_started_from(tmp_path):
+    """A commit made while a sweep runs does not change the code running it, nor its records."""
+    ctx = RunContext(out_dir=tmp_path / "table3", preset=get_preset("smoke"), device="cpu",
+                     cache_dir=tmp_path / "cache")
+    assert ctx.code_version == git_commit()
+    ctx.code_version = "commit-at-sweep-start"
+    specs = expand("table3", [Row("lus", "tsm_r18", "mse")], [0], "smoke", ctx.settings_for)
+    result = run_sweep(specs, ctx)
+    assert result.ran == 1
+    assert json.loads(ctx.run_path(specs[0]).read_text())["git_commit"] == "commit-at-sweep-start"
