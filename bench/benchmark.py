@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,11 @@ def device_slug(device: torch.device) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
 
 
+def bench_csv(out_dir, device: torch.device, preset: Preset, compile: bool) -> Path:
+    """Where ``run_all.py bench`` writes, and ``time_to_table.py`` reads, a device's figures."""
+    return Path(out_dir) / f"{device_slug(device)}-{preset.name}{'-compile' if compile else ''}.csv"
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -67,12 +73,14 @@ def train_flops_per_clip(name: str, preset: Preset) -> float:
     return float(counter.get_total_flops())
 
 
-def _build(name: str, preset: Preset, device: torch.device, fast: bool) -> Regressor:
+def _build(name: str, preset: Preset, device: torch.device, fast: bool, compile: bool) -> Regressor:
     torch.manual_seed(0)
     enc = backbones.create(name, num_frames=preset.frames, img_size=preset.img_size, variant=preset.variant)
     model = Regressor(enc, preset.head_hidden).to(device)
     if fast and device.type == "cuda" and uses_channels_last(model):
         model = model.to(memory_format=torch.channels_last)
+    if fast and compile:  # as the runner does: the encoder only; compiling happens in the warm-up steps
+        model.encoder = torch.compile(model.encoder)
     return model
 
 
@@ -121,6 +129,7 @@ class BenchConfig:
     source: str = "synthetic-lus"
     workers: int = 0         # naive DataLoader workers
     peak_tflops: float | None = None  # override for devices without a listed peak
+    compile: bool = False    # torch.compile the fast path's encoder
 
 
 def measure(name: str, cfg: BenchConfig, device: torch.device, mode: str) -> dict:
@@ -129,7 +138,7 @@ def measure(name: str, cfg: BenchConfig, device: torch.device, mode: str) -> dic
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    model = _build(name, p, device, fast)
+    model = _build(name, p, device, fast, cfg.compile)
     loss = LossSpec("cl")
     opt = torch.optim.Adam(model.parameters(), lr=p.lr, fused=fast and device.type == "cuda")
     ds = load_dataset(cfg.source, n_patients=max(8, cfg.pool // 3))
@@ -161,7 +170,7 @@ def measure(name: str, cfg: BenchConfig, device: torch.device, mode: str) -> dic
     bf16_peak, fp32_peak = device_peak(device)
     peak = cfg.peak_tflops or (bf16_peak if fast else fp32_peak)
     return {"backbone": name, "mode": mode, "variant": p.variant, "frames": p.frames, "size": p.img_size,
-            "batch": p.batch_size, "step_ms": 1000 * step, "clips_per_s": clips_s,
+            "batch": p.batch_size, "compiled": fast and cfg.compile, "step_ms": 1000 * step, "clips_per_s": clips_s,
             "peak_memory_mb": peak_memory_mb(device), "gflops_per_clip": flops / 1e9, "achieved_tflops": achieved,
             "mfu": achieved / peak if peak else np.nan, "device": device_name(device)}
 

@@ -254,6 +254,7 @@ def _bench_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the naive baseline")
     p.add_argument("--peak-tflops", type=float, help="device peak for MFU where none is listed (CPUs)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fast path's encoder")
     p.add_argument("--out", default="results/benchmarks")
     return p
 
@@ -277,13 +278,12 @@ def bench_command(argv: list[str]) -> int:
         preset, device = _bench_setup(args)
     except (KeyError, ValueError) as exc:
         return _fail(str(exc.args[0]))
-    from bench.benchmark import BenchConfig, device_slug, run_benchmark
+    from bench.benchmark import BenchConfig, bench_csv, run_benchmark
     cfg = BenchConfig(preset, steps=args.steps, warmup=args.warmup, workers=args.workers,
-                      peak_tflops=args.peak_tflops)
+                      peak_tflops=args.peak_tflops, compile=args.compile)
     df = run_benchmark(args.backbones, cfg, device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{device_slug(device)}-{preset.name}.csv"
+    path = bench_csv(args.out, device, preset, args.compile)
+    path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False, float_format="%.4g")
     _print_frame(df, f"throughput ({preset.name} preset, {df['device'].iloc[0]})")
     print(f"wrote {path}")
@@ -312,7 +312,7 @@ def time_to_table_command(argv: list[str]) -> int:
 
     import pandas as pd
 
-    from bench.benchmark import BenchConfig, device_slug, estimate_grid_seconds, run_benchmark, train_flops_per_clip
+    from bench.benchmark import BenchConfig, bench_csv, estimate_grid_seconds, run_benchmark, train_flops_per_clip
     from bench.data import load_dataset
     from bench.data.splits import split_patients
     from bench.grid import grid_rows
@@ -324,9 +324,9 @@ def time_to_table_command(argv: list[str]) -> int:
                   for n in names}
         source = f"FLOPs at {args.assume_mfu:.0%} MFU of {peak:g} TFLOP/s"
     else:
-        csv = Path(args.out) / f"{device_slug(device)}-{preset.name}.csv"
+        csv = bench_csv(args.out, device, preset, args.compile)
         bench = pd.read_csv(csv) if csv.exists() else run_benchmark(
-            names, BenchConfig(preset, steps=args.steps, warmup=args.warmup), device)
+            names, BenchConfig(preset, steps=args.steps, warmup=args.warmup, compile=args.compile), device)
         fast = bench[bench["mode"] == "fast"].set_index("backbone")
         step_s = {n: fast.loc[n, "step_ms"] / 1000 for n in names}
         source = f"step times measured on {bench['device'].iloc[0]}"
@@ -338,7 +338,7 @@ def time_to_table_command(argv: list[str]) -> int:
     if args.measure:
         t0 = time.perf_counter()
         code = main(["--grid", args.grid, "--preset", preset.name, "--seeds", str(args.seeds),
-                     "--out", "results/time_to_table"])
+                     "--out", "results/time_to_table", *(["--compile"] if args.compile else [])])
         print(f"measured wall time: {(time.perf_counter() - t0) / 60:.1f} min (exit {code})")
     return 0
 
