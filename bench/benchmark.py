@@ -28,7 +28,7 @@ import backbones
 from bench.data import load_dataset
 from bench.losses import LossSpec
 from bench.presets import Preset
-from bench.runner import device_name, peak_memory_mb, uses_channels_last
+from bench.runner import device_name, fast_path_model, peak_memory_mb
 from bench.train import IMAGENET_MEAN, IMAGENET_STD, ClipBatcher, Regressor, autocast
 
 # Dense peak TFLOP/s (bf16 tensor core, fp32 non-tensor) from the vendors' data sheets.
@@ -76,12 +76,9 @@ def train_flops_per_clip(name: str, preset: Preset) -> float:
 def _build(name: str, preset: Preset, device: torch.device, fast: bool, compile: bool) -> Regressor:
     torch.manual_seed(0)
     enc = backbones.create(name, num_frames=preset.frames, img_size=preset.img_size, variant=preset.variant)
-    model = Regressor(enc, preset.head_hidden).to(device)
-    if fast and device.type == "cuda" and uses_channels_last(model):
-        model = model.to(memory_format=torch.channels_last)
-    if fast and compile:  # as the runner does: the encoder only; compiling happens in the warm-up steps
-        model.encoder = torch.compile(model.encoder)
-    return model
+    model = Regressor(enc, preset.head_hidden)
+    # Compiling happens in the warm-up steps, outside the timing.
+    return fast_path_model(model, device, compile) if fast else model.to(device)
 
 
 def _timed_steps(model, opt, loss, batches, steps: int, warmup: int, device, amp: bool) -> float:

@@ -120,6 +120,17 @@ def uses_channels_last(model: torch.nn.Module) -> bool:
     return torch.nn.Conv2d in convs and all(c is torch.nn.Conv2d for c in convs)
 
 
+def fast_path_model(model: Regressor, device: torch.device, compile: bool) -> Regressor:
+    """The model on ``device`` as the fast path trains it: channels_last convolutions on CUDA
+    where they can be converted, and the encoder under ``torch.compile`` if asked."""
+    model = model.to(device)
+    if device.type == "cuda" and uses_channels_last(model):
+        model = model.to(memory_format=torch.channels_last)  # faster bf16 convolutions
+    if compile:
+        model.encoder = torch.compile(model.encoder)
+    return model
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -154,11 +165,7 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
     weights = ctx.pretrained.get(row.backbone)
     encoder = backbones.create(row.backbone, num_frames=p.frames, img_size=p.img_size,
                                pretrained=weights, variant=p.variant)
-    model = Regressor(encoder, p.head_hidden).to(device)
-    if device.type == "cuda" and uses_channels_last(model):
-        model = model.to(memory_format=torch.channels_last)  # faster bf16 convolutions
-    if ctx.compile:
-        model.encoder = torch.compile(model.encoder)
+    model = fast_path_model(Regressor(encoder, p.head_hidden), device, ctx.compile)
     batcher = ClipBatcher(clips, p.frames)
     loss = LossSpec(row.loss, row.sim, p.lam, p.eps)
     pre = pretrain(model, batcher, y, groups, splits["train"], splits["val"], p, loss, spec.seed, ctx.amp, on_epoch)
