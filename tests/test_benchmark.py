@@ -34,3 +34,16 @@ def test_time_to_table_estimate_from_flops(capsys):
     assert time_to_table_command(["--assume-mfu", "0.35", "--seeds", "3"]) == 0
     out = capsys.readouterr().out
     assert "estimated total:" in out and "35% MFU of 989 TFLOP/s" in out
+
+
+def test_cuda_device_is_named_and_gets_its_peak(monkeypatch):
+    """The GPU branch of the naming helpers, which a CPU-only run never takes otherwise."""
+    import torch
+
+    from bench.benchmark import device_peak, device_slug
+    from bench.runner import device_name
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    gpu = torch.device("cuda", 0)
+    assert device_name(gpu) == "NVIDIA H100 80GB HBM3"
+    assert device_slug(gpu) == "nvidia-h100-80gb-hbm3"
+    assert device_peak(gpu) == (989.0, 67.0)
