@@ -135,7 +135,8 @@ def run_sweep(plan, args, console: Console) -> int:
     from bench.records import read_record
     from bench.executors import make_executor
     from bench.grid import expand
-    from bench.runner import DataStore, run_sweep
+    from bench.data.store import DataStore
+    from bench.runner import run_sweep
     from bench.plots import figure1
     from bench.report import write_report
     from bench.tables import summarize, write_tables
@@ -143,7 +144,7 @@ def run_sweep(plan, args, console: Console) -> int:
     ctx, rows, seeds = plan
     try:  # validate the data of every dataset in the grid before any training
         store = DataStore()
-        datasets = {name: store.dataset(ctx, name) for name in dict.fromkeys(r.dataset for r in rows)}
+        datasets = {name: store.dataset(ctx.data_spec(name), ctx.on_bad_input, ctx.preset.data_defaults) for name in dict.fromkeys(r.dataset for r in rows)}
     except DataError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
@@ -187,7 +188,7 @@ def decode_clips(ctx, datasets, console: Console) -> None:
     """Fill the clip cache with a progress bar (a no-op read when it is already there)."""
     from rich.progress import Progress
 
-    from bench.runner import warm_cache
+    from bench.data.store import warm_cache
     with Progress(console=console, transient=True) as progress:
         tasks = {}
 
@@ -195,7 +196,7 @@ def decode_clips(ctx, datasets, console: Console) -> None:
             if name not in tasks:
                 tasks[name] = progress.add_task(f"decoding {name} clips (cached for later runs)", total=n)
             progress.update(tasks[name], completed=i + 1)
-        warm_cache(ctx, datasets, on_clip)
+        warm_cache(datasets, ctx.preset.cache_frames, ctx.preset.img_size, ctx.cache_dir, on_clip)
 
 
 def list_backbones_command(console: Console) -> int:

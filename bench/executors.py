@@ -3,7 +3,7 @@ jobs) and Ray for clusters. Each yields ``(spec, record | exception)`` like
 :func:`bench.runner.local_cells`; workers write the cell's files themselves, so the
 results folder must be shared with them (it is, on one machine; on a cluster use a shared
 filesystem, as Ray's own docs assume for outputs). The CLI decodes every clip into the
-cache before it starts them (:func:`bench.runner.warm_cache`), so workers only read it.
+cache before it starts them (:func:`bench.data.store.warm_cache`), so workers only read it.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from functools import partial
 
 import torch
 
-from bench.runner import DataStore, RunContext, execute_cell, local_cells
+from bench.data.store import DataStore
+from bench.runner import RunContext, execute_cell, local_cells
 
 # Per-process state of a worker: its device and its memo of datasets and clips.
 _WORKER: dict = {}

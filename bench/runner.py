@@ -16,10 +16,8 @@ import numpy as np
 import torch
 
 import backbones
-from bench.data import load_dataset
-from bench.data.cache import cache_path, load_clips
 from bench.data.pairs import label_counts, label_rule, make_pairs, score_bins
-from bench.data.scans import LongitudinalDataset
+from bench.data.store import DataStore
 from bench.data.sources import DEFAULT_SOURCES
 from bench.data.splits import SPLITS, split_patients
 from bench.grid import Row, RunSpec, spec_dict
@@ -79,41 +77,6 @@ class RunContext:
         return self.out_dir / "runs" / f"{spec.run_id}.json"
 
 
-class DataStore:
-    """Per-process memo of datasets and device-resident clip tensors (shared by cells)."""
-
-    def __init__(self):
-        self._datasets: dict[tuple, LongitudinalDataset] = {}
-        self._clips: dict[tuple, torch.Tensor] = {}
-
-    def dataset(self, ctx: RunContext, name: str) -> LongitudinalDataset:
-        key = (ctx.data_spec(name), ctx.on_bad_input, tuple(sorted(ctx.preset.data_defaults.items())))
-        if key not in self._datasets:
-            self._datasets[key] = load_dataset(key[0], on_bad_input=ctx.on_bad_input,
-                                               **ctx.preset.data_defaults)
-        return self._datasets[key]
-
-    def clips(self, ctx: RunContext, ds: LongitudinalDataset, device: torch.device) -> torch.Tensor:
-        p = ctx.preset
-        key = (str(cache_path(ds, p.cache_frames, p.img_size, Path("."))), str(device))
-        if key not in self._clips:
-            arr = load_clips(ds, p.cache_frames, p.img_size, ctx.cache_dir)
-            self._clips[key] = torch.from_numpy(arr).to(device)
-        return self._clips[key]
-
-
-def warm_cache(ctx: RunContext, datasets: list[LongitudinalDataset],
-               on_clip: Callable[[str, int, int], None] | None = None) -> None:
-    """Decode every clip of ``datasets`` into the on-disk cache once, before any cell runs,
-    so cells (in this process or in workers) only read it; ``on_clip(name, i, n)`` reports."""
-    if ctx.cache_dir is None:
-        return
-    p = ctx.preset
-    for ds in datasets:
-        load_clips(ds, p.cache_frames, p.img_size, ctx.cache_dir,
-                   on_clip and (lambda i, ds=ds: on_clip(ds.name, i, len(ds))))
-
-
 def uses_channels_last(model: torch.nn.Module) -> bool:
     """2D CNNs gain from channels_last; a model with 5-D conv weights cannot be converted."""
     convs = [type(m) for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
@@ -151,8 +114,8 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
     device = ctx.torch_device()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    ds = store.dataset(ctx, row.dataset)
-    clips = store.clips(ctx, ds, device)
+    ds = store.dataset(ctx.data_spec(row.dataset), ctx.on_bad_input, p.data_defaults)
+    clips = store.clips(ds, p.cache_frames, p.img_size, ctx.cache_dir, device)
     t_data = time.perf_counter() - t_start
 
     splits = split_patients(ds.scans, spec.seed)

@@ -81,6 +81,20 @@ class PretrainResult:
     seconds: float = 0.0
 
 
+def train_step(model: Regressor, opt: torch.optim.Optimizer, loss: LossSpec, batcher: ClipBatcher,
+               idx: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, gen: torch.Generator | None,
+               amp: bool) -> torch.Tensor:
+    """One optimisation step on the clips ``idx``; returns ``[loss, mse, contrastive]`` on the
+    device (detached, no host sync). The runner and the benchmark both train with it."""
+    with autocast(y.device, amp):
+        pred, u = model(batcher(idx, gen))
+    parts = loss(pred, u, y[idx], groups[idx])
+    opt.zero_grad(set_to_none=True)
+    parts["loss"].backward()
+    opt.step()
+    return torch.stack([parts["loss"], parts["mse"], parts["contrastive"]]).detach()
+
+
 def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, groups: torch.Tensor,
              train_idx: np.ndarray, val_idx: np.ndarray, preset: Preset, loss: LossSpec, seed: int,
              amp: bool = True, on_epoch: Callable[[int, dict], None] | None = None) -> PretrainResult:
@@ -105,14 +119,7 @@ def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, groups: to
         perm = train_t[torch.randperm(len(train_t), generator=gen, device=device)]
         sums = torch.zeros(3, device=device)
         for b in range(n_batches):
-            idx = perm[b * bs:(b + 1) * bs]
-            with autocast(device, amp):
-                pred, u = model(batcher(idx, gen))
-            parts = loss(pred, u, y[idx], groups[idx])
-            opt.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            opt.step()
-            sums += torch.stack([parts["loss"], parts["mse"], parts["contrastive"]]).detach()
+            sums += train_step(model, opt, loss, batcher, perm[b * bs:(b + 1) * bs], y, groups, gen, amp)
         row = dict(zip(("loss", "mse", "contrastive"), (sums / n_batches).tolist()))  # the epoch's one sync
         row.update(epoch=epoch, lr=opt.param_groups[0]["lr"], train_seconds=time.perf_counter() - t0)
         result.train_seconds += row["train_seconds"]
