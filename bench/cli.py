@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -68,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=0, help="local: one worker process per GPU (0..N-1)")
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="local: cells run at once on each GPU")
     p.add_argument("--jobs", type=int, default=1, help="local without --gpus: cells run at once on the CPU")
-    p.add_argument("--threads-per-cell", type=int, help="torch CPU threads of each cell")
+    p.add_argument("--threads-per-cell", type=int, default=1,
+                   help="torch CPU threads of each cell (default 1); part of the numerics, so a cell's "
+                        "numbers are the same whichever executor runs it")
+    p.add_argument("--rerun-stale", action="store_true",
+                   help="recompute finished cells made by other result-affecting code (default: keep them, marked)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun cells whose record says they failed")
     p.add_argument("--tables-only", action="store_true", help="rebuild tables from finished run JSONs")
     p.add_argument("--list-backbones", action="store_true", help="print the backbone registry and exit")
     return p
@@ -87,108 +93,96 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160)
     if args.list_backbones:
         return list_backbones_command(console)
-    try:
-        plan = plan_sweep(args)
-    except (KeyError, ValueError) as exc:
-        return _fail(str(exc.args[0]) if exc.args else str(exc))
-    return run_sweep(plan, args, console)
-
-
-def plan_sweep(args):
-    """Validate every name and build the run context and cell list (no work yet)."""
-    import backbones
-    from bench.data.sources import DEFAULT_SOURCES, parse_spec
-    from bench.grid import grid_rows, select, validate_axis
-    from bench.losses import LOSSES, SIMILARITIES
-    from bench.presets import get_preset
-    from bench.runner import RunContext
-
-    rows = grid_rows(args.grid)
-    preset = get_preset(args.preset).with_overrides(epochs=args.epochs)
-    validate_axis("backbone", args.backbones, backbones.list_backbones())
-    validate_axis("loss", args.losses, LOSSES)
-    validate_axis("similarity", args.sims, SIMILARITIES)
-    validate_axis("dataset", args.datasets, tuple(DEFAULT_SOURCES))
-    data = _assignments(args.data, "--data")
-    validate_axis("dataset", list(data), tuple(DEFAULT_SOURCES))
-    for spec in data.values():
-        parse_spec(spec)
-    pretrained = _assignments(args.pretrained, "--pretrained")
-    validate_axis("backbone", list(pretrained), backbones.list_backbones())
-    for axis, values in (("dataset", args.datasets), ("backbone", args.backbones), ("loss", args.losses),
-                         ("sim", args.sims)):
-        rows = select(rows, axis, values)
-    if not rows:
-        raise ValueError("the filters leave no cell to run")
-    if args.seeds is not None and args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
-    seeds = args.seed_list or list(range(args.seeds or preset.seeds))
-    ctx = RunContext(out_dir=Path(args.out) / args.grid, preset=preset, data_specs=data, pretrained=pretrained,
-                     device=args.device, amp=not args.no_amp, cache_dir=Path(args.cache_dir),
-                     on_bad_input=args.on_bad_input, compile=args.compile)
-    return ctx, rows, seeds
-
-
-def run_sweep(plan, args, console: Console) -> int:
+    from bench import sweep
     from bench.data.scans import DataError
-    from bench.progress import RichReporter, summary_table
-    from bench.records import read_record
-    from bench.executors import make_executor
-    from bench.grid import expand
-    from bench.data.store import DataStore
-    from bench.runner import run_sweep
-    from bench.plots import figure1
-    from bench.report import write_report
-    from bench.tables import summarize, write_tables
-
-    ctx, rows, seeds = plan
-    try:  # validate the data of every dataset in the grid before any training
-        store = DataStore()
-        datasets = {name: store.dataset(ctx.data_spec(name), ctx.on_bad_input, ctx.preset.data_defaults) for name in dict.fromkeys(r.dataset for r in rows)}
+    try:
+        options = sweep_options(args)
+        with clip_progress(console) as on_clip:
+            plan = sweep.plan(options, decode=not args.tables_only, on_clip=on_clip)
+    except sweep.UsageError as exc:
+        return _fail(str(exc))
     except DataError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
-    ctx.data_keys = {name: ds.cache_key for name, ds in datasets.items()}  # the data's content
-    specs = expand(args.grid, rows, seeds, ctx.preset.name, ctx.settings_for)
-    if args.tables_only:
-        records = [r for r in (read_record(ctx.run_path(s)) for s in specs) if r is not None]
-        if len(records) < len(specs):
-            console.print(f"[yellow]{len(specs) - len(records)} of {len(specs)} cells have no finished run; "
+    return run_grid(plan, args.tables_only, console)
+
+
+def sweep_options(args):
+    """The parsed flags as :class:`bench.sweep.SweepOptions` (NAME=VALUE lists checked)."""
+    from bench.sweep import SweepOptions, UsageError
+    try:
+        data = _assignments(args.data, "--data")
+        pretrained = _assignments(args.pretrained, "--pretrained")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return SweepOptions(
+        grid=args.grid, preset=args.preset, seeds=args.seeds, seed_list=args.seed_list, backbones=args.backbones,
+        losses=args.losses, sims=args.sims, datasets=args.datasets, data=data, pretrained=pretrained,
+        on_bad_input=args.on_bad_input, epochs=args.epochs, out=args.out, cache_dir=args.cache_dir,
+        device=args.device, amp=not args.no_amp, compile=args.compile, executor=args.executor,
+        address=args.address, gpus=args.gpus, jobs_per_gpu=args.jobs_per_gpu, jobs=args.jobs,
+        threads_per_cell=args.threads_per_cell, rerun_stale=args.rerun_stale, retry_failed=args.retry_failed)
+
+
+def run_grid(plan, tables_only: bool, console: Console) -> int:
+    """Run (or with ``tables_only`` just collect) the plan's cells, then write tables,
+    Figure 1 and the report."""
+    from bench import sweep
+    from bench.progress import RichReporter, summary_table
+    from bench.plots import figure1
+    from bench.report import write_report
+    from bench.runner import CODE_VERSION
+    from bench.tables import summarize, write_tables
+
+    ctx, o = plan.ctx, plan.options
+    for ds in plan.datasets.values():
+        for problem in ds.skipped:
+            console.print(f"[yellow]skipped[/] {ds.name}: {problem}")
+    failed: list = []
+    if tables_only:
+        records = sweep.records_of(plan)
+        missing = len(plan.specs) - len(records)
+        if missing:
+            console.print(f"[yellow]{missing} of {len(plan.specs)} cells have no readable record; "
                           "their table cells stay empty[/]")
-        failed = []
     else:
-        datasets = list(datasets.values())
-        for ds in datasets:
-            for problem in ds.skipped:
-                console.print(f"[yellow]skipped[/] {ds.name}: {problem}")
-        decode_clips(ctx, datasets, console)
-        console.print(f"grid [bold]{args.grid}[/], preset [bold]{ctx.preset.name}[/]: {len(specs)} cells "
-                      f"({len(rows)} rows × {len(specs) // len(rows)} seeds) -> {ctx.out_dir}")
-        cells = make_executor(args, store)
-        result = run_sweep(specs, ctx, cells, RichReporter(console))
+        console.print(f"grid [bold]{o.grid}[/], preset [bold]{ctx.preset.name}[/]: {len(plan.specs)} cells "
+                      f"({len(plan.rows)} rows × {len(plan.seeds)} seeds), {ctx.threads} CPU thread(s) per cell "
+                      f"-> {ctx.out_dir}")
+        result = sweep.run(plan, RichReporter(console))
         records, failed = result.records, result.failed
-        if result.ran == 0 and not failed:
-            console.print(f"all {len(specs)} cells were already finished in {ctx.out_dir / 'runs'}: "
+        for run_id, reason in result.unreadable.items():
+            console.print(f"[yellow]unreadable record[/] {reason}")
+        stale = sweep.describe_stale(result, len(plan.specs))
+        if stale:
+            console.print(f"[yellow]{stale}[/]")
+        if result.claimed_elsewhere:
+            console.print(f"[yellow]{len(result.claimed_elsewhere)} cells are being run by another sweep[/] "
+                          f"({', '.join(sorted({who for _, who in result.claimed_elsewhere}))}); "
+                          "rerun when it is done to include them")
+        if result.ran == 0 and not failed and not result.claimed_elsewhere:
+            console.print(f"all {len(plan.specs)} cells were already finished in {ctx.out_dir / 'runs'}: "
                           "nothing to run; tables rebuilt from them")
         elif result.skipped:
             console.print(f"resumed: {result.skipped} cells were already finished, {result.ran} ran now")
-    paths = write_tables(records, rows, args.grid, ctx.out_dir)
-    summary = summarize(records, rows)
-    score_names = {r["dataset"]: r["data"]["score"] for r in records}
-    figure = figure1(records, ctx.out_dir / "runs", ctx.out_dir, score_names)
-    report = write_report(args.grid, ctx.out_dir, summary, records, len(specs), paths["md"], figure)
-    console.print(summary_table(summary, f"{args.grid} ({ctx.preset.name})"))
+    paths = write_tables(records, plan.rows, o.grid, ctx.out_dir, CODE_VERSION)
+    summary = summarize(records, plan.rows, CODE_VERSION)
+    finished = [r for r in records if r.finished]
+    score_names = {r.dataset: r.data["score"] for r in finished}
+    figure = figure1(finished, ctx.out_dir / "runs", ctx.out_dir, score_names)
+    report = write_report(o.grid, ctx.out_dir, summary, records, len(plan.specs), paths["md"], figure)
+    console.print(summary_table(summary, f"{o.grid} ({ctx.preset.name})"))
     console.print("wrote: " + ", ".join(str(p) for p in [*paths.values(), *figure, report]))
-    for run_id, err in failed:
-        console.print(f"[red]failed[/] {run_id}: {err}")
+    if failed:
+        console.print(f"[red]{len(failed)} cell(s) failed[/] (reasons above and in their records)")
     return 1 if failed else 0
 
 
-def decode_clips(ctx, datasets, console: Console) -> None:
-    """Fill the clip cache with a progress bar (a no-op read when it is already there)."""
+@contextmanager
+def clip_progress(console: Console):
+    """A progress bar for decoding clips into the cache; yields the ``on_clip`` callback."""
     from rich.progress import Progress
 
-    from bench.data.store import warm_cache
     with Progress(console=console, transient=True) as progress:
         tasks = {}
 
@@ -196,7 +190,7 @@ def decode_clips(ctx, datasets, console: Console) -> None:
             if name not in tasks:
                 tasks[name] = progress.add_task(f"decoding {name} clips (cached for later runs)", total=n)
             progress.update(tasks[name], completed=i + 1)
-        warm_cache(datasets, ctx.preset.cache_frames, ctx.preset.img_size, ctx.cache_dir, on_clip)
+        yield on_clip
 
 
 def list_backbones_command(console: Console) -> int:

@@ -1,25 +1,43 @@
-"""Executors beyond the in-process loop: worker processes (one or more per GPU, or CPU
-jobs) and Ray for clusters. Each yields ``(spec, record | exception)`` like
-:func:`bench.runner.local_cells`; workers write the cell's files themselves, so the
-results folder must be shared with them (it is, on one machine; on a cluster use a shared
-filesystem, as Ray's own docs assume for outputs). The CLI decodes every clip into the
-cache before it starts them (:func:`bench.data.store.warm_cache`), so workers only read it.
+"""Executors: who runs a sweep's cells. Each yields ``(spec, record | exception)`` as cells
+finish, and every one of them runs a cell through :func:`bench.runner.execute_cell`, so a
+cell's numbers do not depend on the executor (same thread count, same code path).
+
+* :func:`local_cells` — one cell after another in this process;
+* :func:`process_cells` — worker processes (``--jobs`` on a CPU, ``--gpus``/``--jobs-per-gpu``);
+* :func:`ray_cells` — one Ray task per cell, for clusters.
+
+Workers write the cell's files themselves, so the results folder must be shared with them
+(it is, on one machine; on a cluster use a shared filesystem). The sweep decodes every clip
+into the cache before it starts them, so workers only read it. A worker whose driver dies
+(even by ``kill -9``) stops instead of computing records nobody collects.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
-from functools import partial
-
-import torch
 
 from bench.data.store import DataStore
-from bench.runner import RunContext, execute_cell, local_cells
+from bench.runner import RunContext, execute_cell
 
 # Per-process state of a worker: its device and its memo of datasets and clips.
 _WORKER: dict = {}
+
+
+def local_cells(todo, ctx: RunContext, reporter=None, store: DataStore | None = None):
+    """Sequential executor in this process."""
+    store = store or DataStore()
+    for spec in todo:
+        if reporter:
+            reporter.cell_started(spec)
+        try:
+            yield spec, execute_cell(spec, ctx, store, reporter.epoch_done if reporter else None)
+        except Exception as exc:  # one broken cell must not stop the sweep
+            yield spec, exc
 
 
 def worker_devices(gpus: int, jobs_per_gpu: int, jobs: int) -> list[str]:
@@ -29,71 +47,72 @@ def worker_devices(gpus: int, jobs_per_gpu: int, jobs: int) -> list[str]:
     return ["cpu"] * max(1, jobs)
 
 
-def _threads(n_workers: int, threads_per_cell: int | None) -> int:
-    return threads_per_cell or max(1, (os.cpu_count() or 1) // n_workers)
+def watch_driver(host: str, pid: int, every_s: float = 1.0) -> None:
+    """Exit this process as soon as the driver ``host:pid`` is gone (a daemon thread; only
+    on the driver's host, where its pid can be seen)."""
+    if host != socket.gethostname() or _WORKER.get("watching") == (host, pid):
+        return
+    _WORKER["watching"] = (host, pid)
+
+    def loop():
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(3)
+            except PermissionError:
+                pass
+            time.sleep(every_s)
+    threading.Thread(target=loop, daemon=True, name="watch-driver").start()
 
 
-def _init_worker(devices, threads: int) -> None:
+def _init_worker(devices, driver: tuple[str, int]) -> None:
     _WORKER["device"] = devices.get()
     _WORKER["store"] = DataStore()
-    torch.set_num_threads(threads)
+    watch_driver(*driver)
 
 
 def _worker_cell(spec, ctx: RunContext) -> dict:
     return execute_cell(spec, replace(ctx, device=_WORKER["device"]), _WORKER["store"])
 
 
-def process_cells(todo, ctx: RunContext, reporter=None, *, devices: list[str],
-                  threads_per_cell: int | None = None):
+def process_cells(todo, ctx: RunContext, reporter=None, *, devices: list[str]):
     """One worker process per device slot; cells go to whichever slot is free."""
     mp = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     slots = mp.Queue()
     for d in devices:
         slots.put(d)
+    driver = (socket.gethostname(), os.getpid())
     with ProcessPoolExecutor(len(devices), mp_context=mp, initializer=_init_worker,
-                             initargs=(slots, _threads(len(devices), threads_per_cell))) as pool:
+                             initargs=(slots, driver)) as pool:
         futures = {pool.submit(_worker_cell, spec, ctx): spec for spec in todo}
         for fut in as_completed(futures):
             exc = fut.exception()
             yield futures[fut], (exc if exc is not None else fut.result())
 
 
-def _ray_cell(spec, ctx: RunContext, device: str, threads: int) -> dict:
+def _ray_cell(spec, ctx: RunContext, device: str, driver: tuple[str, int]) -> dict:
+    watch_driver(*driver)
     if "store" not in _WORKER:  # Ray reuses worker processes: keep their memo
         _WORKER["store"] = DataStore()
-    torch.set_num_threads(threads)
     return execute_cell(spec, replace(ctx, device=device), _WORKER["store"])
 
 
-def ray_cells(todo, ctx: RunContext, reporter=None, *, address: str | None = None,
-              threads_per_cell: int | None = None):
-    """Each cell is a Ray task needing one GPU when the cluster has GPUs, else CPUs."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise RuntimeError("--executor ray needs Ray: pip install 'learner-bench[ray]'") from exc
+def ray_cells(todo, ctx: RunContext, reporter=None, *, address: str | None = None):
+    """Each cell is a Ray task needing one GPU when the cluster has GPUs, else
+    ``ctx.threads`` CPUs (the cell's thread count, as in every executor)."""
+    import ray
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     use_gpu = ray.cluster_resources().get("GPU", 0) >= 1 and (ctx.device == "auto" or ctx.device.startswith("cuda"))
-    threads = threads_per_cell or 1
-    task = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=threads, max_retries=0)(_ray_cell)
-    refs = {task.remote(spec, ctx, "cuda" if use_gpu else "cpu", threads): spec for spec in todo}
+    task = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=ctx.threads, max_retries=0)(_ray_cell)
+    device = "cuda" if use_gpu else "cpu"  # inside a task, its one GPU is cuda
+    driver = (socket.gethostname(), os.getpid())
+    refs = {task.remote(spec, ctx, device, driver): spec for spec in todo}
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         try:
             yield refs[done[0]], ray.get(done[0])
         except Exception as exc:  # a failed cell is reported; the sweep goes on
-            yield refs[done[0]], exc
-
-
-def make_executor(args, store: DataStore):
-    """The ``cells`` callable for :func:`bench.runner.run_sweep` chosen by the CLI flags."""
-    if args.executor == "ray":
-        return partial(ray_cells, address=args.address, threads_per_cell=args.threads_per_cell)
-    devices = worker_devices(args.gpus, args.jobs_per_gpu, args.jobs)
-    if len(devices) > 1:
-        return partial(process_cells, devices=devices, threads_per_cell=args.threads_per_cell)
-    if args.threads_per_cell:
-        torch.set_num_threads(args.threads_per_cell)
-    return partial(local_cells, store=store)
+            yield refs[done[0]], getattr(exc, "cause", None) or exc

@@ -6,6 +6,7 @@ contrastive pretraining spreads the distances out with the score difference.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -15,10 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.records import load_embeddings  # noqa: E402
-from bench.stats import pairwise_distances  # noqa: E402
+from bench.records import RecordError, load_embeddings  # noqa: E402
+from bench.distances import pairwise_distances  # noqa: E402
 from bench.tables import DATASET_LABELS, backbone_label, loss_label  # noqa: E402
-from bench.grid import Row  # noqa: E402
 
 N_BINS = 5
 MIN_PAIRS = 10  # per loss and panel; fewer cannot show a distribution
@@ -31,12 +31,15 @@ def _num(v: float) -> str:
 def _distances(records: list[dict], runs_dir: Path) -> pd.DataFrame:
     frames = []
     for rec in records:
-        emb = load_embeddings(runs_dir / f"{rec['run_id']}.json")
+        try:
+            emb = load_embeddings(runs_dir / f"{rec.run_id}.json")
+        except RecordError as exc:
+            warnings.warn(str(exc), stacklevel=2)
+            continue
         if emb is None or len(emb["u"]) < 2:
             continue
         pw = pairwise_distances(emb)
-        frames.append(pd.DataFrame({"dataset": rec["dataset"], "backbone": rec["backbone"],
-                                    "loss": loss_label(Row(rec["dataset"], rec["backbone"], rec["loss"], rec["sim"])),
+        frames.append(pd.DataFrame({"dataset": rec.dataset, "backbone": rec.backbone, "loss": loss_label(rec.row),
                                     "distance": pw["distance"], "delta": pw["delta"]}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

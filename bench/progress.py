@@ -31,10 +31,13 @@ class RichReporter:
         self.progress.update(self.epoch_task, advance=1,
                              description=f"epochs loss {row['loss']:.3f} val-mse {row['val_mse']:.3f}")
 
-    def cell_done(self, spec, rec: dict) -> None:
-        m = rec["metrics"]
-        self.progress.console.print(f"[green]done[/] {spec.run_id}: acc {m['accuracy']:.2f} "
-                                    f"macro-F1 {m['macro_f1']:.3f} ({rec['timing']['wall_seconds']:.0f} s)")
+    def cell_done(self, spec, rec) -> None:
+        self.progress.console.print(f"[green]done[/] {spec.run_id}: acc {rec.metric('accuracy'):.2f} "
+                                    f"macro-F1 {rec.metric('macro_f1'):.3f} ({rec.timing['wall_seconds']:.0f} s)")
+        self.progress.advance(self.cells)
+
+    def cell_claimed(self, spec, exc: BaseException) -> None:
+        self.progress.console.print(f"[yellow]left to another sweep[/] {exc}")
         self.progress.advance(self.cells)
 
     def cell_failed(self, spec, exc: BaseException) -> None:

@@ -1,27 +1,120 @@
-"""Run records: one JSON per finished cell, written atomically, plus provenance."""
+"""Run records: the typed result of one cell, written and read only here.
+
+A record is strict JSON (no NaN/Infinity: non-finite numbers are written as ``null``)
+with a schema version; the test-scan embeddings of a finished cell sit beside it as
+``.npz``. Files are written atomically (temp file + rename) with the permissions the
+folder's other outputs get (``0666 & ~umask``), so a killed writer leaves no half file and
+a shared results folder stays readable.
+
+Anything that cannot be read as a record of this schema raises :class:`RecordError` with
+one line naming the file and what to do, never a bare ``KeyError``.
+"""
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
 import tempfile
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from bench.grid import Row
+
+SCHEMA_VERSION = 2
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = ("torch", "torchvision", "timm", "transformers", "numpy", "scikit-learn", "learner-bench")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write to a temp file in the same folder, then rename: a killed run leaves no half file."""
+class RecordError(ValueError):
+    """A record or sidecar that cannot be used; the message is one line naming the file."""
+
+    def __init__(self, path: Path, reason: str, remedy: str = "the cell is rerun"):
+        super().__init__(f"{path}: {reason}; {remedy}")
+        self.path = path
+
+
+@dataclass
+class RunRecord:
+    """What one cell produced. ``status`` is ``finished`` (metrics present) or ``failed``
+    (``error`` says why; no metrics). ``code_version`` names the result-affecting code that
+    made it (:mod:`bench.code_version`), ``git_commit`` the checkout it ran from."""
+
+    run_id: str
+    grid: str
+    dataset: str
+    backbone: str
+    loss: str
+    sim: str
+    seed: int
+    preset: str
+    fingerprint: str
+    code_version: str
+    status: Literal["finished", "failed"]
+    settings: dict
+    numerics: dict
+    device: str
+    git_commit: str
+    finished_at: str
+    metrics: dict | None = None
+    error: str | None = None
+    test_pairs: dict | None = None      # true, pred and patient of every test pair
+    downstream: dict | None = None
+    pretrain: dict | None = None
+    data: dict | None = None
+    pretrained: str = "none"
+    timing: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    embeddings_file: str | None = None
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def row(self) -> Row:
+        return Row(self.dataset, self.backbone, self.loss, self.sim)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def metric(self, name: str) -> float:
+        """A metric as a float (``nan`` where the record has none)."""
+        v = (self.metrics or {}).get(name)
+        return float("nan") if v is None else float(v)
+
+
+def _strict(obj):
+    """JSON-safe copy: numpy scalars/arrays to Python, non-finite floats to ``None``."""
+    if isinstance(obj, dict):
+        return {str(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _strict(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _strict(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def atomic_write(path: Path, write) -> None:
+    """``write(file)`` into a temp file in ``path``'s folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, default=str)
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -30,36 +123,62 @@ def write_json_atomic(path: Path, obj: dict) -> None:
         raise
 
 
-def save_run(path: Path, rec: dict) -> None:
+def write_json_atomic(path: Path, obj: dict) -> None:
+    text = json.dumps(_strict(obj), indent=1, allow_nan=False)
+    atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def save_record(path: Path, rec: RunRecord, embeddings: dict[str, np.ndarray] | None = None) -> None:
     """Write the embedding sidecar (``.npz``) first, then the JSON that marks the cell done."""
-    arrays = rec.pop("embeddings", None)
-    if arrays is not None:
+    path = Path(path)
+    if embeddings is not None:
         npz = path.with_suffix(".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=npz.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, npz)
-        rec["embeddings_file"] = npz.name
-    write_json_atomic(path, rec)
+        atomic_write(npz, lambda f: np.savez_compressed(f, **embeddings))
+        rec.embeddings_file = npz.name
+    write_json_atomic(path, asdict(rec))
+
+
+def read_record(path: Path) -> RunRecord | None:
+    """The record at ``path``; None if there is none; :class:`RecordError` if unusable."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RecordError(path, f"cannot be read ({exc.strerror})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(path, f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(raw, dict):
+        raise RecordError(path, "is not a run record (not a JSON object)")
+    if raw.get("schema") != SCHEMA_VERSION:
+        raise RecordError(path, f"has record schema {raw.get('schema', 1)!r}, this code reads schema "
+                                f"{SCHEMA_VERSION}")
+    names = {f.name for f in fields(RunRecord)}
+    required = {f.name for f in fields(RunRecord) if f.default is MISSING and f.default_factory is MISSING}
+    missing = sorted(required - set(raw))
+    if missing:
+        raise RecordError(path, f"lacks field(s) {', '.join(missing)}")
+    rec = RunRecord(**{k: v for k, v in raw.items() if k in names})
+    if rec.status not in ("finished", "failed") or (rec.finished and not isinstance(rec.metrics, dict)):
+        raise RecordError(path, f"has status {rec.status!r} without metrics")
+    return rec
+
 
 
 def load_embeddings(json_path: Path) -> dict[str, np.ndarray] | None:
+    """The test-scan embeddings beside a record; None if absent; RecordError if corrupt."""
     npz = Path(json_path).with_suffix(".npz")
     if not npz.exists():
         return None
-    with np.load(npz, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def read_record(path: Path) -> dict | None:
-    """A finished cell's record, or None if absent or unreadable (then the cell reruns)."""
     try:
-        with open(path) as f:
-            rec = json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-    return rec if isinstance(rec, dict) and "metrics" in rec else None
+        with np.load(npz, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # zipfile, pickle and format errors all mean: unusable file
+        raise RecordError(npz, f"is not a readable embedding file ({type(exc).__name__})",
+                          "it is left out of Figure 1; delete it and rerun the cell to rebuild it") from None
 
 
 def library_versions() -> dict[str, str]:

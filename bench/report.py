@@ -42,8 +42,11 @@ def _cost_lines(records: list[dict]) -> list[str]:
     """Mean cost per cell of each grid row, so a reader can budget a rerun (e.g. per backbone)."""
     if not records:
         return ["No cell has finished yet."]
-    frame = pd.DataFrame([{"dataset": r["dataset"].upper(), "backbone": r["backbone"], "loss": r["loss"],
-                           "sim": r["sim"], "device": r["device"], **r["timing"]} for r in records])
+    records = [r for r in records if r.finished]
+    if not records:
+        return ["No cell has finished yet."]
+    frame = pd.DataFrame([{"dataset": r.dataset.upper(), "backbone": r.backbone, "loss": r.loss,
+                           "sim": r.sim, "device": r.device, **r.timing} for r in records])
     cost = (frame.groupby(["dataset", "backbone", "loss", "sim", "device"], sort=False)
             .agg(cells=("wall_seconds", "size"), wall=("wall_seconds", "mean"),
                  pretrain=("pretrain_seconds", "mean"), clips=("train_clips_per_second", "mean"),
@@ -58,15 +61,18 @@ def _cost_lines(records: list[dict]) -> list[str]:
 
 def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[dict], expected: int,
                  table_md: Path, figure: list[Path]) -> Path:
-    first = records[0] if records else {}
-    settings = first.get("settings", {})
-    wall = sum(r["timing"]["wall_seconds"] for r in records)
-    devices = sorted({r["device"] for r in records})
+    finished = [r for r in records if r.finished]
+    first = finished[0] if finished else None
+    settings = first.settings if first else {}
+    wall = sum(r.timing["wall_seconds"] for r in finished)
+    devices = sorted({r.device for r in finished})
     lines = [f"# learner-bench report: `{grid}`", "",
              f"Command: `{' '.join(shlex.quote(a) for a in ['python', 'run_all.py'] + sys.argv[1:])}`  ",
-             f"Cells finished: {len(records)} of {expected}; summed cell wall time {wall / 60:.1f} min on "
+             f"Cells finished: {len(finished)} of {expected}"
+             f"{f' ({len(records) - len(finished)} failed)' if len(records) > len(finished) else ''}; summed cell wall time {wall / 60:.1f} min on "
              f"{', '.join(devices) or '–'}.  ",
-             f"Git commit: {sorted({r['git_commit'] for r in records}) or '–'}", "",
+             f"Git commit: {sorted({r.git_commit for r in finished}) or '–'}; result-affecting code: "
+             f"{sorted({r.code_version for r in finished}) or '–'}", "",
              "## Tables", "", table_md.read_text(), "",
              "## Does the paper's direction reproduce?", "",
              "The paper's claim is that adding a contrastive term to MSE pretraining improves the "
@@ -80,9 +86,10 @@ def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[
               "Wall = the whole cell (data, pretraining, embedding, classifier); clips/s counts "
               "pretraining steps only."]
     lines += ["", "## Settings", "", "```", f"preset: {settings.get('preset')}",
-              f"data sources: {sorted({r['data']['source'] for r in records})}",
-              f"pretrained: {sorted({r['pretrained'] for r in records})}", "```", "",
-              "## Library versions", "", "```", str(first.get("versions", {})), "```", ""]
+              f"numerics: {sorted({str(r.numerics) for r in finished})}",
+              f"data sources: {sorted({r.data['source'] for r in finished})}",
+              f"pretrained: {sorted({r.pretrained for r in finished})}", "```", "",
+              "## Library versions", "", "```", str(first.versions if first else {}), "```", ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -1,11 +1,13 @@
-"""Executing grid cells: data -> pretrain -> embeddings -> pairs -> classifier -> record.
+"""One grid cell: data -> pretrain -> embeddings -> pairs -> classifier -> record.
 
-Each finished cell is one JSON under ``<out>/runs/<run_id>.json`` (written atomically,
-after the cell's embedding sidecar), so a rerun skips finished cells and a killed sweep
-resumes where it stopped. A failed cell is reported and the sweep goes on.
+A cell is claimed before it runs (:mod:`bench.claims`), checkpoints every epoch
+(:mod:`bench.checkpoint`) and ends as one record under ``<out>/runs/<run_id>.json``
+(:mod:`bench.records`): ``finished`` with metrics, or ``failed`` with the reason. Every
+executor calls :func:`execute_cell`, so every executor runs a cell with the same numerics.
 """
 from __future__ import annotations
 
+import inspect
 import resource
 import time
 from dataclasses import dataclass, field
@@ -16,16 +18,19 @@ import numpy as np
 import torch
 
 import backbones
-from bench.data.pairs import label_counts, label_rule, make_pairs, score_bins
+from bench.data.pairs import label_counts, label_rule, make_pairs, pairs_by_split, score_bins, split_problem
 from bench.data.store import DataStore
 from bench.data.sources import DEFAULT_SOURCES
-from bench.data.splits import SPLITS, split_patients
-from bench.grid import Row, RunSpec, spec_dict
+from bench.data.splits import split_patients
+from bench import claims
+from bench.checkpoint import Checkpoint
+from bench.code_version import code_version, source_digest
+from bench.grid import Row, RunSpec
 from bench.losses import LossSpec
 from bench.presets import Preset
-from bench.stats import bootstrap_ci, distance_score_spearman
-from bench.records import git_commit, library_versions, read_record, save_run
-from bench.train import ClipBatcher, Regressor, embed, pair_features, pretrain, train_classifier
+from bench.distances import distance_score_spearman
+from bench.records import RecordError, RunRecord, git_commit, library_versions, read_record, save_record
+from bench.train import ClipBatcher, Diverged, Regressor, embed, pair_features, pretrain, train_classifier
 
 
 @dataclass
@@ -41,31 +46,38 @@ class RunContext:
     cache_dir: Path | None = Path(".cache/clips")
     on_bad_input: str = "fail"
     compile: bool = False
-    data_keys: dict[str, str] = field(default_factory=dict)  # dataset -> content key (set by the CLI)
+    threads: int = 1  # torch CPU threads of each cell: part of the numerics, whichever executor runs it
+    data_keys: dict[str, str] = field(default_factory=dict)  # dataset -> content key (set by the sweep)
     # The commit the sweep's code was loaded from, taken when it starts: a commit made while
     # it runs does not change the code that runs, so it must not change what records say.
-    code_version: str = field(default_factory=git_commit)
+    git_commit: str = field(default_factory=git_commit)
 
     def data_spec(self, dataset: str) -> str:
         return self.data_specs.get(dataset, DEFAULT_SOURCES[dataset])
 
+    def numerics(self) -> dict:
+        """What decides the floating-point results besides code and settings: bf16 autocast
+        (CUDA only), torch.compile, and on a CPU the thread count (reductions split by
+        thread sum in another order)."""
+        device = self.torch_device()
+        out = {"device_type": device.type,
+               "precision": "bf16-autocast" if self.amp and device.type == "cuda" else "fp32",
+               "compile": self.compile}
+        if device.type == "cpu":
+            out["cpu_threads"] = self.threads
+        return out
+
     def settings_for(self, row: Row) -> dict:
-        """What a cell's result depends on besides its row and seed (its fingerprint): the
-        preset, the data (spec and content key), the weights (path, size, mtime), the skip
-        policy and the numerics (bf16 autocast only acts on CUDA; torch.compile)."""
+        """What a cell's result depends on besides its row, seed and code (its fingerprint):
+        the preset, the data (spec and content key), the weights (path, size, mtime), the
+        skip policy and the numerics."""
         weights = self.pretrained.get(row.backbone)
-        signature = None
-        if weights and Path(weights).exists():
-            stat = Path(weights).stat()
-            signature = [stat.st_size, stat.st_mtime_ns]
         settings = {"preset": self.preset.to_dict(), "data": self.data_spec(row.dataset),
                     "data_key": self.data_keys.get(row.dataset), "pretrained": weights,
-                    "on_bad_input": self.on_bad_input,
-                    "precision": "bf16-autocast" if self.amp and self.torch_device().type == "cuda" else "fp32"}
-        if signature:
-            settings["pretrained_file"] = signature
-        if self.compile:
-            settings["compile"] = True
+                    "on_bad_input": self.on_bad_input, "numerics": self.numerics()}
+        if weights and Path(weights).exists():
+            stat = Path(weights).stat()
+            settings["pretrained_file"] = [stat.st_size, stat.st_mtime_ns]
         return settings
 
     def torch_device(self) -> torch.device:
@@ -75,6 +87,25 @@ class RunContext:
 
     def run_path(self, spec: RunSpec) -> Path:
         return self.out_dir / "runs" / f"{spec.run_id}.json"
+
+    def claim_path(self, spec: RunSpec) -> Path:
+        return self.out_dir / "runs" / f"{spec.run_id}.claim"
+
+    def checkpoint_path(self, spec: RunSpec) -> Path:
+        return self.out_dir / "runs" / f"{spec.run_id}.ckpt"
+
+
+# The result-affecting code this process imported (hashed once, at import).
+CODE_VERSION = code_version()
+
+
+def cell_code_version(backbone: str) -> str:
+    """The code version of a cell: this package's, plus the module of a plugin backbone."""
+    info = backbones.backbone_info(backbone)
+    if info.source != "plugin":
+        return CODE_VERSION
+    module = Path(inspect.getsourcefile(info.factory))
+    return f"{CODE_VERSION}+{source_digest(module.read_text())[:8]}"
 
 
 def uses_channels_last(model: torch.nn.Module) -> bool:
@@ -106,9 +137,21 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def _record(spec: RunSpec, ctx: RunContext, device: torch.device, status: str, **fields) -> RunRecord:
+    r = spec.row
+    return RunRecord(run_id=spec.run_id, grid=spec.grid, dataset=r.dataset, backbone=r.backbone, loss=r.loss,
+                     sim=r.sim, seed=spec.seed, preset=spec.preset, fingerprint=spec.fingerprint,
+                     code_version=cell_code_version(r.backbone), status=status, settings=ctx.settings_for(r),
+                     numerics=ctx.numerics(), device=device_name(device), git_commit=ctx.git_commit,
+                     finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), versions=library_versions(),
+                     pretrained=ctx.pretrained.get(r.backbone) or "none", **fields)
+
+
 def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
-             on_epoch: Callable[[int, dict], None] | None = None) -> dict:
-    """Run one cell end to end and return its record (not yet written; see ``save_run``)."""
+             on_epoch: Callable[[int, dict], None] | None = None,
+             checkpoint: Checkpoint | None = None) -> tuple[RunRecord, dict[str, np.ndarray]]:
+    """Run one cell end to end; returns its record and its test-scan embeddings (not yet
+    written; see :func:`execute_cell`)."""
     t_start = time.perf_counter()
     p, row = ctx.preset, spec.row
     device = ctx.torch_device()
@@ -131,19 +174,18 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
     model = fast_path_model(Regressor(encoder, p.head_hidden), device, ctx.compile)
     batcher = ClipBatcher(clips, p.frames)
     loss = LossSpec(row.loss, row.sim, p.lam, p.eps)
-    pre = pretrain(model, batcher, y, groups, splits["train"], splits["val"], p, loss, spec.seed, ctx.amp, on_epoch)
+    pre = pretrain(model, batcher, y, groups, splits["train"], splits["val"], p, loss, spec.seed, ctx.amp,
+                   on_epoch, checkpoint)
 
     u = embed(model.encoder, batcher, ctx.amp)
-    pairs = make_pairs(ds.scans, label_rule(ds.kind, p.mmse_threshold))
-    split_of = np.empty(len(ds.scans), dtype=object)
-    for name in SPLITS:
-        split_of[splits[name]] = name
-    pair_split = {name: pairs[split_of[pairs["a"].to_numpy()] == name] for name in SPLITS}
+    if not torch.isfinite(u).all():
+        raise Diverged("the trained encoder gives non-finite embeddings")
+    pair_split = pairs_by_split(make_pairs(ds.scans, label_rule(ds.kind, p.mmse_threshold)), splits, len(ds))
+    problem = split_problem(pair_split)
+    if problem:
+        raise RuntimeError(f"{row.dataset}, seed {spec.seed}: {problem}; the dataset is too small for this split")
     feats = {k: pair_features(u, v["a"].to_numpy(), v["b"].to_numpy()) for k, v in pair_split.items()}
     labels = {k: v["label"].to_numpy() for k, v in pair_split.items()}
-    if not len(labels["train"]) or not len(labels["test"]):
-        raise RuntimeError(f"{row.dataset}: no {'train' if not len(labels['train']) else 'test'} pairs "
-                           f"with seed {spec.seed}; the dataset is too small for a 3-way split")
     down = train_classifier(feats, labels, p, spec.seed)
 
     test_idx = splits["test"]
@@ -151,94 +193,59 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
            "score": scores[test_idx],
            "patient_id": ds.scans["patient_id"].iloc[test_idx].to_numpy(dtype=str),
            "visit": ds.scans["visit"].iloc[test_idx].to_numpy(dtype=str)}
-    metrics = dict(down.metrics)
-    for m in ("accuracy", "macro_f1"):
-        metrics[f"{m}_ci95"] = bootstrap_ci(down.test_true, down.test_pred, m, seed=spec.seed)
-    metrics["spearman_within"] = distance_score_spearman(emb)
-    return {
-        **spec_dict(spec),
-        "fingerprint": spec.fingerprint,
-        "settings": ctx.settings_for(row),
-        "metrics": metrics,
-        "test_pairs": {"true": down.test_true.tolist(), "pred": down.test_pred.tolist()},
-        "downstream": {"best_epoch": down.best_epoch, "best_val_macro_f1": down.best_val_macro_f1},
-        "pretrain": {"best_epoch": pre.best_epoch, "best_val_mse": pre.best_val_mse, "history": pre.history},
-        "data": {
-            "source": ctx.data_spec(row.dataset), "kind": ds.kind, "score": ds.score_name,
-            "patients": ds.n_patients, "scans": len(ds),
-            "skipped": [str(x) for x in ds.skipped],
-            "split_patients": {k: int(ds.scans["patient_id"].iloc[v].nunique()) for k, v in splits.items()},
-            "split_scans": {k: len(v) for k, v in splits.items()},
-            "pairs": {k: label_counts(v) for k, v in pair_split.items()},
-            "score_standardisation": {"mean": mu, "std": sd},
-        },
-        "embeddings": emb,  # test-scan embeddings for Figure 1, saved beside the JSON as .npz
-        "pretrained": weights or "none",
-        "timing": {
-            "wall_seconds": time.perf_counter() - t_start, "data_seconds": t_data,
-            "pretrain_seconds": pre.seconds,
-            "train_clips_per_second": pre.train_clips / max(pre.train_seconds, 1e-9),
-            "peak_memory_mb": peak_memory_mb(device),
-            "peak_memory_scope": "this cell" if device.type == "cuda" else "process so far (CPU maxrss)",
-        },
-        "device": device_name(device),
-        "versions": library_versions(),
-        "git_commit": ctx.code_version,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    metrics = {**down.metrics, "spearman_within": distance_score_spearman(emb)}
+    rec = _record(
+        spec, ctx, device, "finished", metrics=metrics,
+        test_pairs={"true": down.test_true.tolist(), "pred": down.test_pred.tolist(),
+                    "patient": pair_split["test"]["patient_id"].astype(str).tolist()},
+        downstream={"best_epoch": down.best_epoch, "best_val_macro_f1": down.best_val_macro_f1},
+        pretrain={"best_epoch": pre.best_epoch, "best_val_mse": pre.best_val_mse, "history": pre.history,
+                  "resumed_at_epoch": pre.resumed_at_epoch},
+        data={"source": ctx.data_spec(row.dataset), "kind": ds.kind, "score": ds.score_name,
+              "patients": ds.n_patients, "scans": len(ds), "skipped": [str(x) for x in ds.skipped],
+              "split_patients": {k: int(ds.scans["patient_id"].iloc[v].nunique()) for k, v in splits.items()},
+              "split_scans": {k: len(v) for k, v in splits.items()},
+              "pairs": {k: label_counts(v) for k, v in pair_split.items()},
+              "score_standardisation": {"mean": mu, "std": sd}},
+        timing={"wall_seconds": time.perf_counter() - t_start, "data_seconds": t_data,
+                "pretrain_seconds": pre.seconds,
+                "train_clips_per_second": pre.train_clips / max(pre.train_seconds, 1e-9),
+                "peak_memory_mb": peak_memory_mb(device),
+                "peak_memory_scope": "this cell" if device.type == "cuda" else "process so far (CPU maxrss)"})
+    return rec, emb
 
 
 def execute_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
-                 on_epoch: Callable[[int, dict], None] | None = None) -> dict:
-    """Run a cell and write its record; what every executor calls (in whatever process)."""
-    rec = run_cell(spec, ctx, store, on_epoch)
-    save_run(ctx.run_path(spec), rec)
-    return rec
-
-
-def local_cells(todo: list[RunSpec], ctx: RunContext, reporter=None, store: DataStore | None = None):
-    """Sequential executor: yields ``(spec, record | exception)`` as cells finish."""
-    store = store or DataStore()
-    for spec in todo:
-        if reporter:
-            reporter.cell_started(spec)
+                 on_epoch: Callable[[int, dict], None] | None = None) -> RunRecord:
+    """Claim a cell, run it with this sweep's numerics, and write its record; what every
+    executor calls, in whatever process. A failure (a divergence included) writes a
+    ``failed`` record without metrics and is raised again for the sweep to report.
+    Raises :class:`~bench.claims.ClaimedElsewhere` if another live process runs the cell."""
+    torch.set_num_threads(ctx.threads)
+    path, claim = ctx.run_path(spec), ctx.claim_path(spec)
+    claims.acquire(claim, spec.run_id)
+    try:
         try:
-            yield spec, execute_cell(spec, ctx, store, reporter.epoch_done if reporter else None)
-        except Exception as exc:  # one broken cell must not stop the sweep
-            yield spec, exc
+            done = read_record(path)
+        except RecordError:
+            done = None
+        if done is not None and done.finished and done.code_version == cell_code_version(spec.row.backbone):
+            return done  # finished by another sweep after this one planned it
+        checkpoint = Checkpoint(ctx.checkpoint_path(spec), {"run_id": spec.run_id,
+                                                             "code": cell_code_version(spec.row.backbone)})
 
-
-@dataclass
-class SweepResult:
-    records: list[dict]
-    skipped: int      # already finished before this call
-    ran: int
-    failed: list[tuple[str, str]]  # (run_id, error)
-
-
-def run_sweep(specs: list[RunSpec], ctx: RunContext, cells=local_cells, reporter=None) -> SweepResult:
-    """Skip finished cells, run the rest with the executor ``cells``, collect the records.
-
-    ``cells(todo, ctx, reporter)`` yields ``(spec, record | exception)``; the executors are
-    :func:`local_cells` here and those of :mod:`bench.executors`.
-    """
-    finished = {s.run_id: read_record(ctx.run_path(s)) for s in specs}
-    todo = [s for s in specs if finished[s.run_id] is None]
-    skipped = len(specs) - len(todo)
-    failed, ran = [], 0
-    if reporter:
-        reporter.start(len(specs), skipped, ctx.preset.epochs)
-    for spec, outcome in cells(todo, ctx, reporter):
-        if isinstance(outcome, BaseException):
-            failed.append((spec.run_id, f"{type(outcome).__name__}: {outcome}"))
-            if reporter:
-                reporter.cell_failed(spec, outcome)
-            continue
-        finished[spec.run_id] = outcome
-        ran += 1
-        if reporter:
-            reporter.cell_done(spec, outcome)
-    if reporter:
-        reporter.stop()
-    records = [finished[s.run_id] for s in specs if finished[s.run_id] is not None]
-    return SweepResult(records, skipped, ran, failed)
+        def epoch_done(epoch: int, row: dict) -> None:
+            claims.refresh(claim)
+            if on_epoch:
+                on_epoch(epoch, row)
+        try:
+            rec, emb = run_cell(spec, ctx, store, epoch_done, checkpoint)
+        except Exception as exc:
+            save_record(path, _record(spec, ctx, ctx.torch_device(), "failed", error=f"{type(exc).__name__}: {exc}"))
+            checkpoint.remove()
+            raise
+        save_record(path, rec, emb)
+        checkpoint.remove()
+        return rec
+    finally:
+        claims.release(claim)

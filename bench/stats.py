@@ -4,9 +4,6 @@
   with another draw of test pairs of the same patients);
 * a paired comparison of a loss against MSE over seeds (same seeds = same splits and
   initial weights), with a paired t-test;
-* Figure 1 as one number: the Spearman correlation between the cosine distance of two
-  test-scan embeddings and the absolute difference of their scores, over pairs of scans
-  of the same patient (what the downstream task needs to see).
 """
 from __future__ import annotations
 
@@ -54,21 +51,13 @@ def paired_comparison(loss_vals: dict[int, float], mse_vals: dict[int, float]) -
     return out
 
 
-def pairwise_distances(emb: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """All pairs i < j of test scans: cosine distance, |Δscore|, same-patient flag."""
-    u = emb["u"].astype(np.float64)
-    z = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
-    i, j = np.triu_indices(len(z), k=1)
-    return {"distance": 1.0 - np.einsum("nd,nd->n", z[i], z[j]),
-            "delta": np.abs(emb["score"][i] - emb["score"][j]),
-            "same_patient": emb["patient_id"][i] == emb["patient_id"][j]}
-
-
-def distance_score_spearman(emb: dict[str, np.ndarray]) -> float:
-    """Spearman rho of cosine distance vs |Δscore| over same-patient test pairs (nan if none)."""
-    pw = pairwise_distances(emb)
-    m = pw["same_patient"]
-    if m.sum() < 3 or np.ptp(pw["delta"][m]) == 0 or np.ptp(pw["distance"][m]) == 0:
-        return float("nan")
-    return float(stats.spearmanr(pw["distance"][m], pw["delta"][m]).statistic)
-
+def mean_ci(values, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of ``values`` (NaNs dropped); NaN below two values."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    if np.all(v == v[0]):
+        return float(v[0]), float(v[0])
+    lo, hi = stats.t.interval(level, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
+    return float(lo), float(hi)

@@ -14,7 +14,8 @@ import pandas as pd
 from bench.grid import Row
 from bench.losses import LOSS_LABELS, SIM_LABELS
 from bench.paper import published
-from bench.stats import paired_comparison
+from bench.records import RunRecord
+from bench.stats import mean_ci, paired_comparison
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 DATASET_LABELS = {"lus": "LUS", "adni": "ADNI"}
@@ -33,31 +34,38 @@ def loss_label(row: Row) -> str:
     return f"{label} ({SIM_LABELS[row.sim]})" if row.loss != "mse" and row.sim != "cos" else label
 
 
-def summarize(records: list[dict], rows: list[Row]) -> pd.DataFrame:
-    """One line per table row (in grid order): n seeds, mean/std of each metric, paper's numbers."""
-    by_row: dict[Row, list[dict]] = {}
+def summarize(records: list[RunRecord], rows: list[Row], code_version: str | None = None) -> pd.DataFrame:
+    """One line per table row (in grid order): n seeds, mean/std of each metric, the 95 %
+    t-interval of the mean over seeds, the paired comparison with MSE, the paper's numbers,
+    failed cells, and whether the row holds cells of result-affecting code other than
+    ``code_version`` (``stale``) or of several code versions."""
+    by_row: dict[Row, list[RunRecord]] = {}
     for rec in records:
-        by_row.setdefault(Row(rec["dataset"], rec["backbone"], rec["loss"], rec["sim"]), []).append(rec)
+        by_row.setdefault(rec.row, []).append(rec)
     out = []
     for row in rows:
-        recs = sorted(by_row.get(row, []), key=lambda r: r["seed"])
+        all_recs = by_row.get(row, [])
+        recs = sorted((r for r in all_recs if r.finished), key=lambda r: r.seed)
+        versions = sorted({r.code_version for r in all_recs})
         line = {"dataset": row.dataset, "backbone": row.backbone, "loss": row.loss, "sim": row.sim,
                 "model": backbone_label(row.backbone), "loss_label": loss_label(row), "n": len(recs),
-                "seeds": " ".join(str(r["seed"]) for r in recs)}
+                "seeds": " ".join(str(r.seed) for r in recs),
+                "n_failed": sum(not r.finished for r in all_recs),
+                "code_versions": " ".join(versions),
+                "stale": bool(code_version) and any(v != code_version for v in versions) or len(versions) > 1}
         for m in METRICS:
-            vals = np.array([r["metrics"][m] for r in recs], dtype=float)
+            vals = np.array([r.metric(m) for r in recs], dtype=float)
             line[f"{m}_mean"] = vals.mean() if len(vals) else np.nan
             line[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else np.nan
-        rho = np.array([r["metrics"].get("spearman_within", np.nan) for r in recs], dtype=float)
+        for m in ("accuracy", "macro_f1"):
+            line[f"{m}_ci_lo"], line[f"{m}_ci_hi"] = mean_ci([r.metric(m) for r in recs])
+        rho = np.array([r.metric("spearman_within") for r in recs], dtype=float)
         line["spearman_mean"] = np.nanmean(rho) if np.isfinite(rho).any() else np.nan
         line["spearman_std"] = np.nanstd(rho, ddof=1) if np.isfinite(rho).sum() > 1 else np.nan
-        for m in ("accuracy", "macro_f1"):  # mean over seeds of each run's bootstrap bounds
-            ci = np.array([r["metrics"].get(f"{m}_ci95", (np.nan, np.nan)) for r in recs], dtype=float)
-            line[f"{m}_ci_lo"], line[f"{m}_ci_hi"] = ci.mean(0) if len(ci) else (np.nan, np.nan)
-        mse = by_row.get(Row(row.dataset, row.backbone, "mse", "cos"), [])
+        mse = [r for r in by_row.get(Row(row.dataset, row.backbone, "mse", "cos"), []) if r.finished]
         for m in ("accuracy", "macro_f1"):
-            cmp = paired_comparison({r["seed"]: r["metrics"][m] for r in recs},
-                                    {r["seed"]: r["metrics"][m] for r in mse}) if row.loss != "mse" else {}
+            cmp = paired_comparison({r.seed: r.metric(m) for r in recs},
+                                    {r.seed: r.metric(m) for r in mse}) if row.loss != "mse" else {}
             line[f"{m}_vs_mse"] = cmp.get("mean_diff", np.nan)
             line[f"{m}_vs_mse_std"] = cmp.get("std_diff", np.nan)
             line[f"{m}_vs_mse_p"] = cmp.get("p_value", np.nan)
@@ -74,9 +82,9 @@ class Cell:
     bold: bool = False
 
 
-def _fmt(mean: float, std: float, digits: int, n: int) -> str:
+def _fmt(mean: float, std: float, digits: int, n: int, failed: int = 0) -> str:
     if n == 0 or np.isnan(mean):
-        return "–"
+        return "failed" if failed else "–"
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "")
 
 
@@ -99,21 +107,24 @@ def _metric_cells(sub: pd.DataFrame, extended: bool) -> list[list[Cell]]:
     best_f1 = sub["macro_f1_mean"].max()
     cells = []
     for _, r in sub.iterrows():
+        failed = int(r.n_failed) if not pd.isna(r.n_failed) else 0
+        mark = " †" if r.stale == True else ""  # noqa: E712 (NaN in reindexed rows is not stale)
         line = [
-            Cell(_fmt(r.accuracy_mean, r.accuracy_std, 2, r.n), bool(r.n) and r.accuracy_mean == best_acc),
-            Cell(_fmt(r.macro_f1_mean, r.macro_f1_std, 3, r.n), bool(r.n) and r.macro_f1_mean == best_f1),
+            Cell(_fmt(r.accuracy_mean, r.accuracy_std, 2, r.n, failed), bool(r.n) and r.accuracy_mean == best_acc),
+            Cell(_fmt(r.macro_f1_mean, r.macro_f1_std, 3, r.n, failed) + mark,
+                 bool(r.n) and r.macro_f1_mean == best_f1),
             Cell(_paper(r.paper_accuracy, 2)), Cell(_paper(r.paper_f1, 3)),
         ]
         if extended:
-            ci = "–" if np.isnan(r.accuracy_ci_lo) else f"[{r.accuracy_ci_lo:.1f}, {r.accuracy_ci_hi:.1f}]"
-            line += [Cell(str(int(r.n))), Cell(ci), Cell(_fmt(r.spearman_mean, r.spearman_std, 2, r.n)),
-                     Cell(_vs_mse(r))]
+            ci = "–" if np.isnan(r.macro_f1_ci_lo) else f"[{r.macro_f1_ci_lo:.3f}, {r.macro_f1_ci_hi:.3f}]"
+            n = f"{int(r.n)}" + (f" (+{failed} failed)" if failed else "")
+            line += [Cell(n), Cell(ci), Cell(_fmt(r.spearman_mean, r.spearman_std, 2, r.n)), Cell(_vs_mse(r))]
         cells.append(line)
     return cells
 
 
 METRIC_HEADERS = ["Acc. (ours)", "F1 (ours)", "Acc. (paper)", "F1 (paper)"]
-EXTENDED_HEADERS = ["n", "Acc. 95% CI", "ρ(dist, Δscore)", "ΔF1 vs MSE"]
+EXTENDED_HEADERS = ["n", "F1 95% CI", "ρ(dist, Δscore)", "ΔF1 vs MSE"]
 
 
 def layout(summary: pd.DataFrame, grid: str, extended: bool = False
@@ -153,7 +164,7 @@ def to_markdown(groups, columns, rows) -> str:
 
 
 def _tex_escape(s: str) -> str:
-    return s.replace("±", r"$\pm$").replace("%", r"\%").replace("_", r"\_").replace("–", "--")
+    return s.replace("±", r"$\pm$").replace("†", r"$^\dagger$").replace("%", r"\%").replace("_", r"\_").replace("–", "--")
 
 
 def to_latex(groups, columns, rows, caption: str) -> str:
@@ -180,12 +191,14 @@ def to_latex(groups, columns, rows, caption: str) -> str:
 
 MD_LEGEND = """
 Acc. in %, F1 = macro-F1 (the paper does not say which F1; weighted-F1 is in the CSV).
-n = seeds; Acc. 95% CI = bootstrap over the test pairs of each run, bounds averaged over seeds;
+n = seeds; F1 95% CI = t-interval of the mean macro-F1 over seeds;
 ρ(dist, Δscore) = Spearman correlation between the cosine distance of two test-scan embeddings of
 the same patient and the absolute difference of their scores (Figure 1 in one number);
 ΔF1 vs MSE = macro-F1 minus that of the MSE row of the same backbone, paired by seed
-(mean ± std, paired t-test p).
+(mean ± std, paired t-test p). failed = every seed of the row failed (its records say why).
 """
+STALE_NOTE = ("† made (partly) by result-affecting code other than the code that wrote this table, or by "
+              "several code versions: rerun with --rerun-stale.")
 
 CAPTIONS = {
     "table3": "Table 3 (reproduced): TSM, loss ablation on LUS and ADNI; mean ± std over seeds.",
@@ -193,13 +206,16 @@ CAPTIONS = {
 }
 
 
-def write_tables(records: list[dict], rows: list[Row], grid: str, out_dir: Path) -> dict[str, Path]:
+def write_tables(records: list[RunRecord], rows: list[Row], grid: str, out_dir: Path,
+                 code_version: str | None = None) -> dict[str, Path]:
     """``<out>/<grid>.csv|.md|.tex``; returns the paths."""
-    summary = summarize(records, rows)
+    summary = summarize(records, rows, code_version)
     caption = CAPTIONS.get(grid, f"Grid {grid}: mean ± std over seeds.")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {ext: out_dir / f"{grid}.{ext}" for ext in ("csv", "md", "tex")}
     summary.to_csv(paths["csv"], index=False, float_format="%.4f")
-    paths["md"].write_text(f"{caption}\n\n" + to_markdown(*layout(summary, grid, extended=True)) + MD_LEGEND)
-    paths["tex"].write_text(to_latex(*layout(summary, grid), caption))
+    stale = bool(summary["stale"].any()) if len(summary) else False
+    paths["md"].write_text(f"{caption}\n\n" + to_markdown(*layout(summary, grid, extended=True)) + MD_LEGEND
+                           + (f"{STALE_NOTE}\n" if stale else ""))
+    paths["tex"].write_text(to_latex(*layout(summary, grid), caption + (f" {STALE_NOTE}" if stale else "")))
     return paths

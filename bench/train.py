@@ -7,9 +7,10 @@ are accumulated on the device and read once per epoch).
 from __future__ import annotations
 
 import copy
+import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
+from bench.checkpoint import Checkpoint
 from bench.losses import LossSpec
 from bench.presets import Preset
 
@@ -79,6 +81,7 @@ class PretrainResult:
     train_clips: int = 0
     train_seconds: float = 0.0  # training steps only (clips/s); ``seconds`` adds validation
     seconds: float = 0.0
+    resumed_at_epoch: int | None = None  # the first epoch run after resuming from a checkpoint
 
 
 def train_step(model: Regressor, opt: torch.optim.Optimizer, loss: LossSpec, batcher: ClipBatcher,
@@ -95,12 +98,33 @@ def train_step(model: Regressor, opt: torch.optim.Optimizer, loss: LossSpec, bat
     return torch.stack([parts["loss"], parts["mse"], parts["contrastive"]]).detach()
 
 
+class Diverged(RuntimeError):
+    """A non-finite training loss or validation MSE: the cell fails and records no metrics."""
+
+
+def _rng_states(gen: torch.Generator) -> dict:
+    out = {"batches": gen.get_state(), "torch": torch.get_rng_state()}
+    if gen.device.type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(gen.device)
+    return out
+
+
+def _set_rng_states(gen: torch.Generator, states: dict) -> None:
+    gen.set_state(states["batches"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], gen.device)
+
+
 def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, groups: torch.Tensor,
              train_idx: np.ndarray, val_idx: np.ndarray, preset: Preset, loss: LossSpec, seed: int,
-             amp: bool = True, on_epoch: Callable[[int, dict], None] | None = None) -> PretrainResult:
+             amp: bool = True, on_epoch: Callable[[int, dict], None] | None = None,
+             checkpoint: Checkpoint | None = None) -> PretrainResult:
     """Table 2 protocol; keeps (in ``model``) the weights of the epoch with the lowest val MSE.
 
     ``y`` are standardised scores, ``groups`` their coarse bins (for SupCon), both per clip.
+    With ``checkpoint``, the state is saved after every epoch and a saved state of this cell
+    is resumed from. A non-finite loss or validation MSE raises :class:`Diverged`.
     """
     device = y.device
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -110,31 +134,49 @@ def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, groups: to
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=preset.epochs)
     bs = preset.batch_size
     n_batches = max(1, len(train_t) // bs)  # drop the ragged last batch: the loss needs B/2 pairs
-    best, best_state = float("inf"), None
+    best, best_state, first_epoch = float("inf"), None, 0
     result = PretrainResult(best_epoch=-1, best_val_mse=float("inf"))
-    start = time.perf_counter()
-    for epoch in range(preset.epochs):
+    saved = checkpoint.load() if checkpoint else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        _set_rng_states(gen, saved["rng"])
+        best, best_state, first_epoch = saved["best"], saved["best_state"], saved["epoch"] + 1
+        result = PretrainResult(**saved["result"])
+        result.resumed_at_epoch = first_epoch
+    start = time.perf_counter() - result.seconds
+    for epoch in range(first_epoch, preset.epochs):
         t0 = time.perf_counter()
         model.train()
         perm = train_t[torch.randperm(len(train_t), generator=gen, device=device)]
-        sums = torch.zeros(3, device=device)
-        for b in range(n_batches):
-            sums += train_step(model, opt, loss, batcher, perm[b * bs:(b + 1) * bs], y, groups, gen, amp)
-        row = dict(zip(("loss", "mse", "contrastive"), (sums / n_batches).tolist()))  # the epoch's one sync
+        steps = torch.stack([train_step(model, opt, loss, batcher, perm[b * bs:(b + 1) * bs], y, groups, gen, amp)
+                             for b in range(n_batches)])
+        row = dict(zip(("loss", "mse", "contrastive"), steps.mean(0).tolist()))  # the epoch's one sync
+        if not all(map(math.isfinite, row.values())):
+            step = int(torch.nonzero(~torch.isfinite(steps).all(1))[0])
+            raise Diverged(f"diverged at epoch {epoch + 1} of {preset.epochs}, step {step + 1} of {n_batches} "
+                           f"(loss = {steps[step, 0].item():g})")
         row.update(epoch=epoch, lr=opt.param_groups[0]["lr"], train_seconds=time.perf_counter() - t0)
         result.train_seconds += row["train_seconds"]
         result.train_clips += n_batches * min(bs, len(train_t))
         sched.step()
-        row["val_mse"] = evaluate_mse(model, batcher, y, val_t, amp)
+        row["val_mse"] = val_mse = evaluate_mse(model, batcher, y, val_t, amp)
+        if len(val_t) and not math.isfinite(val_mse):
+            raise Diverged(f"diverged at epoch {epoch + 1} of {preset.epochs} (validation MSE = {val_mse:g})")
         row["seconds"] = time.perf_counter() - t0
-        val_mse = row["val_mse"]
         result.history.append(row)
         if val_mse < best:
             best, result.best_epoch = val_mse, epoch
             best_state = copy.deepcopy(model.state_dict())
+        result.best_val_mse = best
+        result.seconds = time.perf_counter() - start
+        if checkpoint:
+            checkpoint.save({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "scheduler": sched.state_dict(), "rng": _rng_states(gen), "best": best,
+                             "best_state": best_state, "result": asdict(result)})
         if on_epoch:
             on_epoch(epoch, row)
-    result.best_val_mse = best
     result.seconds = time.perf_counter() - start
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -11,11 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench import sweep
 from bench.cli import main
-from bench.grid import Row, expand
-from bench.presets import get_preset
 from bench.records import git_commit
-from bench.runner import RunContext, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,8 +45,10 @@ def test_table3_smoke_writes_tables_figure_report(table3_smoke):
     assert "Does the paper's direction reproduce?" in report
     assert report.count("| LUS | tsm_r18 |") == 3 and "| ADNI | tsm_r18 | wcl | cos |" in report
     rec = json.loads(runs[0].read_text())
-    for key in ("metrics", "settings", "timing", "device", "versions", "git_commit", "data", "pretrained"):
+    for key in ("metrics", "settings", "numerics", "timing", "device", "versions", "git_commit", "code_version",
+                "data", "pretrained", "schema"):
         assert key in rec
+    assert rec["status"] == "finished" and rec["numerics"]["cpu_threads"] == 1
     assert rec["pretrained"] == "none" and rec["timing"]["train_clips_per_second"] > 0
     assert set(rec["data"]["split_patients"]) == {"train", "val", "test"}
 
@@ -141,11 +141,10 @@ def test_pretrained_weights_are_loaded_and_recorded(table3_smoke, tmp_path):
 
 def test_records_name_the_commit_the_sweep_started_from(tmp_path):
     """A commit made while a sweep runs does not change the code running it, nor its records."""
-    ctx = RunContext(out_dir=tmp_path / "table3", preset=get_preset("smoke"), device="cpu",
-                     cache_dir=tmp_path / "cache")
-    assert ctx.code_version == git_commit()
-    ctx.code_version = "commit-at-sweep-start"
-    specs = expand("table3", [Row("lus", "tsm_r18", "mse")], [0], "smoke", ctx.settings_for)
-    result = run_sweep(specs, ctx)
+    plan = sweep.plan(sweep.SweepOptions(grid="table3", preset="smoke", datasets=["lus"], losses=["mse"],
+                                         out=tmp_path, cache_dir=tmp_path / "cache"))
+    assert plan.ctx.git_commit == git_commit()
+    plan.ctx.git_commit = "commit-at-sweep-start"
+    result = sweep.run(plan)
     assert result.ran == 1
-    assert json.loads(ctx.run_path(specs[0]).read_text())["git_commit"] == "commit-at-sweep-start"
+    assert json.loads(plan.ctx.run_path(plan.specs[0]).read_text())["git_commit"] == "commit-at-sweep-start"

@@ -4,14 +4,18 @@ import pytest
 from scipy import stats
 
 from bench.grid import Row, grid_rows
-from bench.stats import bootstrap_ci, distance_score_spearman, paired_comparison
+from bench.distances import distance_score_spearman
+from bench.records import RunRecord
+from bench.stats import bootstrap_ci, paired_comparison
 from bench.tables import layout, summarize, to_latex, to_markdown, write_tables
 
 
-def record(dataset, loss, seed, acc, f1, sim="cos", backbone="tsm_r18"):
-    return {"dataset": dataset, "backbone": backbone, "loss": loss, "sim": sim, "seed": seed,
-            "metrics": {"accuracy": acc, "macro_f1": f1, "weighted_f1": f1, "spearman_within": 0.5,
-                        "accuracy_ci95": [acc - 5, acc + 5], "macro_f1_ci95": [f1 - .1, f1 + .1]}}
+def record(dataset, loss, seed, acc, f1, sim="cos", backbone="tsm_r18", code="code-a", status="finished"):
+    return RunRecord(run_id=f"{dataset}-{backbone}-{loss}-{sim}-s{seed}", grid="t", dataset=dataset,
+                     backbone=backbone, loss=loss, sim=sim, seed=seed, preset="smoke", fingerprint="f",
+                     code_version=code, status=status, settings={}, numerics={}, device="cpu", git_commit="g",
+                     finished_at="", metrics=None if status == "failed" else
+                     {"accuracy": acc, "macro_f1": f1, "weighted_f1": f1, "spearman_within": 0.5})
 
 
 RECORDS = ([record("lus", "mse", s, 50 + s, 0.40 + 0.01 * s) for s in range(3)]
@@ -29,7 +33,8 @@ def test_summarize_mean_std_paper_and_paired():
     assert s.loc[("lus", "cl"), "macro_f1_vs_mse"] == pytest.approx(0.11)  # (0.50+0.52+0.54)/3 - 0.41
     assert s.loc[("lus", "cl"), "n_paired"] == 3
     assert s.loc[("adni", "cl"), "n"] == 0 and np.isnan(s.loc[("adni", "cl"), "accuracy_mean"])
-    assert s.loc[("lus", "cl"), "accuracy_ci_lo"] == pytest.approx(56.0)
+    lo, hi = stats.t.interval(0.95, 2, loc=61.0, scale=stats.sem([60, 61, 62]))
+    assert (s.loc[("lus", "cl"), "accuracy_ci_lo"], s.loc[("lus", "cl"), "accuracy_ci_hi"]) == pytest.approx((lo, hi))
 
 
 def test_table3_layout_bold_best_and_files(tmp_path):
@@ -103,3 +108,15 @@ def test_table3_with_two_backbones_falls_back_to_model_rows(tmp_path):
     assert ("LUS", "ViT", "MSE") in {(r[0].text, r[1].text, r[2].text) for r in body}
     tex = to_latex(groups, columns, body, "cap")
     assert r"\begin{tabular}{lllcccc}" in tex and "\\toprule\nDataset & Model" in tex
+
+
+def test_failed_and_stale_rows_are_marked(tmp_path):
+    recs = [record("lus", "mse", 0, 50, 0.4), record("lus", "cl", 0, 0, 0, status="failed"),
+            record("lus", "wcl", 0, 55, 0.45, code="code-old")]
+    summary = summarize(recs, grid_rows("table3"), "code-a").set_index(["dataset", "loss"])
+    assert summary.loc[("lus", "cl"), "n"] == 0 and summary.loc[("lus", "cl"), "n_failed"] == 1
+    assert not summary.loc[("lus", "mse"), "stale"] and summary.loc[("lus", "wcl"), "stale"]
+    paths = write_tables(recs, grid_rows("table3"), "table3", tmp_path, "code-a")
+    md = paths["md"].read_text()
+    assert "| MSE + CL | failed | failed |" in md and "0.450 †" in md and "--rerun-stale" in md
+    assert r"0.450 $^\dagger$" in paths["tex"].read_text()

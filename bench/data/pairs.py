@@ -79,3 +79,22 @@ def make_pairs(scans: pd.DataFrame, rule) -> pd.DataFrame:
 def label_counts(pairs: pd.DataFrame) -> dict[str, int]:
     counts = np.bincount(pairs["label"].to_numpy(), minlength=3)
     return {name: int(c) for name, c in zip(LABELS, counts)}
+
+
+def pairs_by_split(pairs: pd.DataFrame, splits: dict[str, np.ndarray], n_scans: int) -> dict[str, pd.DataFrame]:
+    """The pairs of each split (a pair's split is its patient's: both scans share it)."""
+    split_of = np.empty(n_scans, dtype=object)
+    for name, idx in splits.items():
+        split_of[idx] = name
+    return {name: pairs[split_of[pairs["a"].to_numpy()] == name] for name in splits}
+
+
+def split_problem(by_split: dict[str, pd.DataFrame]) -> str | None:
+    """Why these pairs cannot train and test a 3-way classifier, or None if they can."""
+    for name in ("train", "test"):
+        if not len(by_split[name]):
+            return f"no {name} pairs"
+    if by_split["train"]["label"].nunique() < 2:
+        only = LABELS[int(by_split["train"]["label"].iloc[0])]
+        return f"every train pair is {only!r}: a classifier cannot learn a change from one class"
+    return None

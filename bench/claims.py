@@ -1,0 +1,106 @@
+"""Cell claims: a cell is claimed before it runs, so concurrent sweeps into one results
+folder, and cluster workers on a shared filesystem, run each cell once.
+
+A claim is a file ``runs/<run_id>.claim``, written atomically under a lock, holding
+the claimant's host, pid and start time. A claim is *stale*, and is taken over, when its
+process is gone (same host: the pid no longer runs) or when it has not been refreshed for
+``STALE_AFTER_S`` (another host, whose processes we cannot see; a running cell refreshes
+its claim every epoch).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.records import FILE_MODE
+
+STALE_AFTER_S = 2 * 3600.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    host: str
+    pid: int
+    since: float
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid} since {time.strftime('%H:%M:%S', time.localtime(self.since))}"
+
+
+class ClaimedElsewhere(RuntimeError):
+    """The cell is being run by another live process."""
+
+    def __init__(self, run_id: str, claim: Claim):
+        super().__init__(f"{run_id} is being run by {claim}")
+        self.claim = claim
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def read_claim(path: Path) -> Claim | None:
+    try:
+        raw = json.loads(Path(path).read_text())
+        return Claim(str(raw["host"]), int(raw["pid"]), float(raw["since"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):  # half-written or foreign: treat as dead
+        return Claim("?", -1, 0.0)
+
+
+def is_stale(path: Path, claim: Claim) -> bool:
+    if claim.host == socket.gethostname():
+        return claim.pid <= 0 or not process_alive(claim.pid)
+    try:
+        age = time.time() - Path(path).stat().st_mtime
+    except FileNotFoundError:
+        return True
+    return age > STALE_AFTER_S
+
+
+def acquire(path: Path, run_id: str) -> None:
+    """Claim the cell at ``path`` for this process or raise :class:`ClaimedElsewhere`.
+
+    Check and take-over happen under an exclusive ``flock`` on the folder's one lock file,
+    ``.claims.lock``, so two sweeps that both find a claim stale cannot both take it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / ".claims.lock"
+    with open(lock, "a") as lf:
+        fcntl.flock(lf, fcntl.LOCK_EX)
+        held = read_claim(path)
+        if held is not None:
+            if held.pid == os.getpid() and held.host == socket.gethostname():
+                return  # ours already (a retried cell in the same process)
+            if not is_stale(path, held):
+                raise ClaimedElsewhere(run_id, held)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}, f)
+        os.replace(tmp, path)
+
+
+def refresh(path: Path) -> None:
+    """Mark a running cell's claim as alive (its mtime is the heartbeat)."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        pass
+
+
+def release(path: Path) -> None:
+    Path(path).unlink(missing_ok=True)

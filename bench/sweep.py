@@ -1,0 +1,362 @@
+"""The Python API for sweeps: what the CLI, the tests and notebooks call.
+
+    from bench import sweep
+    result = sweep.run(sweep.SweepOptions(grid="table3", preset="smoke", out="results"))
+
+:func:`plan` validates every setting (a bad one raises :class:`UsageError`, one line) and
+the data, checks the output and cache folders, decodes the clips and computes each cell's
+fingerprint, so every caller names a cell the same way; :func:`run` runs the cells that
+are not finished and collects the records. A finished cell made by other result-affecting
+code is *stale*: it is named, and recomputed with ``rerun_stale`` or kept (the tables mark
+its row). A failed cell is retried with ``retry_failed`` or when the code changed.
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from bench.data.scans import DataError, LongitudinalDataset
+from bench.data.store import DataStore, warm_cache
+from bench.grid import Row, RunSpec, expand, grid_rows, select, validate_axis
+from bench.presets import Preset, get_preset
+from bench.records import RecordError, RunRecord, read_record
+from bench.runner import RunContext, cell_code_version
+
+
+class UsageError(ValueError):
+    """A setting that cannot work: one line naming the value and what is valid."""
+
+
+@dataclass
+class SweepOptions:
+    """Everything a user chooses for a sweep (the CLI's flags, one to one)."""
+
+    grid: str = "table4"
+    preset: str = "paper"
+    seeds: int | None = None           # seeds 0..N-1 (default: the preset's)
+    seed_list: list[int] | None = None  # explicit seeds instead
+    backbones: list[str] | None = None
+    losses: list[str] | None = None
+    sims: list[str] | None = None
+    datasets: list[str] | None = None
+    data: dict[str, str] = field(default_factory=dict)        # dataset -> source spec
+    pretrained: dict[str, str] = field(default_factory=dict)  # backbone -> weights path
+    on_bad_input: str = "fail"
+    epochs: int | None = None
+    out: str | Path = "results"
+    cache_dir: str | Path = ".cache/clips"
+    device: str = "auto"
+    amp: bool = True
+    compile: bool = False
+    executor: str = "local"             # local | ray
+    address: str | None = None          # Ray cluster address
+    gpus: int = 0
+    jobs_per_gpu: int = 1
+    jobs: int = 1
+    threads_per_cell: int = 1
+    rerun_stale: bool = False
+    retry_failed: bool = False
+
+
+@dataclass
+class SweepPlan:
+    options: SweepOptions
+    ctx: RunContext
+    rows: list[Row]
+    seeds: list[int]
+    specs: list[RunSpec]
+    store: DataStore
+    datasets: dict[str, LongitudinalDataset]
+
+
+@dataclass
+class CellStates:
+    """What the results folder holds for a plan's cells before anything runs."""
+
+    finished: dict[str, RunRecord] = field(default_factory=dict)  # by this code
+    stale: dict[str, RunRecord] = field(default_factory=dict)     # finished by other code
+    failed: dict[str, RunRecord] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)      # run_id -> one-line reason
+
+
+@dataclass
+class SweepResult:
+    records: list[RunRecord]   # every record of the plan's cells after the sweep, in grid order
+    ran: int
+    skipped: int               # finished before this call (stale ones kept included)
+    failed: list[tuple[str, str]]            # (run_id, error) of cells that failed now
+    stale: list[str]                         # run_ids made by other result-affecting code
+    stale_rerun: bool
+    claimed_elsewhere: list[tuple[str, str]]  # (run_id, by whom) left to another sweep
+    unreadable: dict[str, str]
+
+
+def _positive(name: str, value: int | None, minimum: int = 1) -> None:
+    if value is not None and value < minimum:
+        raise UsageError(f"{name} must be at least {minimum}, got {value}")
+
+
+def check_device(device: str, gpus: int) -> None:
+    if device not in ("auto", "cpu") and not (device == "cuda" or device.startswith("cuda:")):
+        raise UsageError(f"--device {device!r} is not a device; valid: auto, cpu, cuda, cuda:N")
+    index = device.partition(":")[2]
+    if index and not index.isdigit():
+        raise UsageError(f"--device {device!r}: the GPU index must be a number, as in cuda:0")
+    if (device.startswith("cuda") or gpus) and not torch.cuda.is_available():
+        what = f"--device {device}" if device.startswith("cuda") else f"--gpus {gpus}"
+        raise UsageError(f"{what}: no CUDA device here (torch {torch.__version__}); use --device cpu or auto")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index and int(index) >= count:
+        raise UsageError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    if gpus > count:
+        raise UsageError(f"--gpus {gpus}: this machine has {count} CUDA device(s)")
+
+
+def check_ray(address: str | None, timeout_s: float = 3.0) -> None:
+    """Ray is installed and, for an explicit ``host:port``, something answers there."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UsageError("--executor ray needs Ray: pip install 'learner-bench[ray]'") from None
+    if not address or address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address!r} must look like HOST:PORT (or ray://HOST:PORT, or auto)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"--address {address}: nothing answers there within {timeout_s:g} s "
+                         f"({exc.strerror or exc}); is the Ray head running?") from None
+
+
+def check_options(o: SweepOptions) -> None:
+    """Every flag on its own (no data, no files): one line per problem, the first raised."""
+    if o.executor not in ("local", "ray"):
+        raise UsageError(f"unknown executor {o.executor!r}; valid: local, ray")
+    if o.on_bad_input not in ("fail", "skip"):
+        raise UsageError(f"--on-bad-input {o.on_bad_input!r}; valid: fail, skip")
+    _positive("--seeds", o.seeds)
+    _positive("--epochs", o.epochs)
+    _positive("--jobs", o.jobs)
+    _positive("--jobs-per-gpu", o.jobs_per_gpu)
+    _positive("--threads-per-cell", o.threads_per_cell)
+    _positive("--gpus", o.gpus, 0)
+    if o.seed_list is not None:
+        if not o.seed_list:
+            raise UsageError("--seed-list is empty; give seeds like 0,1,2")
+        repeated = sorted({s for s in o.seed_list if o.seed_list.count(s) > 1})
+        if repeated:
+            raise UsageError(f"--seed-list repeats seed(s) {', '.join(map(str, repeated))}: each seed is one cell")
+        if min(o.seed_list) < 0:
+            raise UsageError(f"--seed-list: seeds must be >= 0, got {min(o.seed_list)}")
+    if o.gpus and o.jobs > 1:
+        raise UsageError("--jobs is for CPU cells; with --gpus use --jobs-per-gpu")
+    if o.executor == "ray" and (o.gpus or o.jobs > 1 or o.jobs_per_gpu > 1):
+        raise UsageError("--gpus/--jobs/--jobs-per-gpu belong to the local executor; Ray places cells itself")
+    if o.address and o.executor != "ray":
+        raise UsageError("--address is a Ray cluster address: use it with --executor ray")
+    check_device(o.device, o.gpus)
+    if o.executor == "ray":
+        check_ray(o.address)
+
+
+def _writable_dir(flag: str, path: Path, need_bytes: int) -> None:
+    """``path`` is (or can be made) a folder we can write, with ``need_bytes`` free."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
+    free = shutil.disk_usage(path).free
+    if free < need_bytes:
+        raise UsageError(f"{flag} {path}: {free / 2**20:.0f} MiB free, a cell needs about "
+                         f"{need_bytes / 2**20:.0f} MiB")
+
+
+def cell_bytes(backbone: str, preset: Preset) -> int:
+    """Disk a running cell needs: its checkpoint (weights, Adam's two moments, the best
+    weights: 4 copies in fp32) plus 16 MiB for the record and embeddings."""
+    import backbones
+    with torch.device("meta"):
+        model = backbones.create(backbone, num_frames=preset.frames, img_size=preset.img_size,
+                                 variant=preset.variant)
+    return 16 * sum(p.numel() for p in model.parameters()) + 16 * 2**20
+
+
+def _data(o: SweepOptions, rows: list[Row], ctx: RunContext, store: DataStore) -> dict[str, LongitudinalDataset]:
+    out = {}
+    for name in dict.fromkeys(r.dataset for r in rows):
+        spec = ctx.data_spec(name)
+        try:
+            out[name] = store.dataset(spec, ctx.on_bad_input, ctx.preset.data_defaults)
+        except DataError:
+            raise
+        except (ValueError, KeyError, TypeError, FileNotFoundError) as exc:
+            raise UsageError(f"data source {spec!r} for {name}: {exc.args[0] if exc.args else exc}") from None
+    return out
+
+
+def _check_splits(datasets: dict[str, LongitudinalDataset], seeds: list[int], preset: Preset) -> None:
+    """Every seed's patient split has train and test pairs of more than one label."""
+    from bench.data.pairs import label_rule, make_pairs, pairs_by_split, split_problem
+    from bench.data.splits import split_patients
+    for name, ds in datasets.items():
+        pairs = make_pairs(ds.scans, label_rule(ds.kind, preset.mmse_threshold))
+        for seed in seeds:
+            try:
+                problem = split_problem(pairs_by_split(pairs, split_patients(ds.scans, seed), len(ds)))
+            except ValueError as exc:
+                problem = str(exc)
+            if problem:
+                raise UsageError(f"{name} ({ds.name}, {ds.n_patients} patients), seed {seed}: {problem}; "
+                                 "use more patients")
+
+
+def plan(o: SweepOptions, *, decode: bool = True,
+         on_clip: Callable[[str, int, int], None] | None = None) -> SweepPlan:
+    """Validate everything, load the data, decode the clips (unless ``decode`` is False:
+    ``--tables-only``) and list the cells with their fingerprints. Raises
+    :class:`UsageError` for a bad setting and :class:`DataError` for bad data."""
+    import backbones
+    from bench.data.sources import DEFAULT_SOURCES, parse_spec
+    from bench.losses import LOSSES, SIMILARITIES
+
+    check_options(o)
+    try:
+        rows = grid_rows(o.grid)
+        preset = get_preset(o.preset).with_overrides(epochs=o.epochs)
+        validate_axis("backbone", o.backbones, backbones.list_backbones())
+        validate_axis("loss", o.losses, LOSSES)
+        validate_axis("similarity", o.sims, SIMILARITIES)
+        validate_axis("dataset", o.datasets, tuple(DEFAULT_SOURCES))
+        validate_axis("dataset", list(o.data), tuple(DEFAULT_SOURCES))
+        validate_axis("backbone", list(o.pretrained), backbones.list_backbones())
+        for spec in o.data.values():
+            parse_spec(spec)
+    except (KeyError, ValueError) as exc:
+        raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
+    for name, path in o.pretrained.items():
+        if not Path(path).exists():
+            raise UsageError(f"--pretrained {name}={path}: no such file or folder")
+    for axis, values in (("dataset", o.datasets), ("backbone", o.backbones), ("loss", o.losses), ("sim", o.sims)):
+        rows = select(rows, axis, values)
+    if not rows:
+        raise UsageError("the filters leave no cell to run")
+    seeds = o.seed_list or list(range(o.seeds or preset.seeds))
+    ctx = RunContext(out_dir=Path(o.out) / o.grid, preset=preset, data_specs=dict(o.data),
+                     pretrained=dict(o.pretrained), device=o.device, amp=o.amp, cache_dir=Path(o.cache_dir),
+                     on_bad_input=o.on_bad_input, compile=o.compile, threads=o.threads_per_cell)
+    if decode:
+        need = max(cell_bytes(b, preset) for b in dict.fromkeys(r.backbone for r in rows))
+        _writable_dir("--out", ctx.out_dir, need)
+    store = DataStore()
+    datasets = _data(o, rows, ctx, store)
+    _check_splits(datasets, seeds, preset)
+    if decode:
+        clip_bytes = sum(len(ds) * preset.cache_frames * preset.img_size ** 2 for ds in datasets.values())
+        _writable_dir("--cache-dir", ctx.cache_dir, clip_bytes)
+        warm_cache(list(datasets.values()), preset.cache_frames, preset.img_size, ctx.cache_dir, on_clip)
+        datasets = _data(o, rows, ctx, store)  # what the cells will read (decoding may drop rows)
+    ctx.data_keys = {name: ds.cache_key for name, ds in datasets.items()}
+    specs = expand(o.grid, rows, seeds, preset.name, ctx.settings_for)
+    return SweepPlan(o, ctx, rows, seeds, specs, store, datasets)
+
+
+def cell_states(p: SweepPlan) -> CellStates:
+    states = CellStates()
+    for spec in p.specs:
+        try:
+            rec = read_record(p.ctx.run_path(spec))
+        except RecordError as exc:
+            states.unreadable[spec.run_id] = str(exc)
+            continue
+        if rec is None:
+            continue
+        current = rec.code_version == cell_code_version(spec.row.backbone)
+        if not rec.finished:
+            states.failed[spec.run_id] = rec
+        elif current:
+            states.finished[spec.run_id] = rec
+        else:
+            states.stale[spec.run_id] = rec
+    return states
+
+
+def make_executor(p: SweepPlan):
+    """The ``cells(todo, ctx, reporter)`` callable chosen by the options."""
+    from bench.executors import local_cells, process_cells, ray_cells, worker_devices
+    o = p.options
+    if o.executor == "ray":
+        return partial(ray_cells, address=o.address)
+    devices = worker_devices(o.gpus, o.jobs_per_gpu, o.jobs)
+    if len(devices) > 1 or o.gpus:
+        return partial(process_cells, devices=devices)
+    return partial(local_cells, store=p.store)
+
+
+def records_of(p: SweepPlan) -> list[RunRecord]:
+    """The readable records of the plan's cells, in grid order (``--tables-only``)."""
+    out = []
+    for spec in p.specs:
+        try:
+            rec = read_record(p.ctx.run_path(spec))
+        except RecordError:
+            continue
+        if rec is not None:
+            out.append(rec)
+    return out
+
+
+def run(p: SweepPlan | SweepOptions, reporter=None, cells=None) -> SweepResult:
+    """Run the plan's unfinished cells (``cells``: an executor, default from the options)."""
+    from bench.claims import ClaimedElsewhere
+    p = p if isinstance(p, SweepPlan) else plan(p)
+    o = p.options
+    states = cell_states(p)
+    redo_failed = {k for k, r in states.failed.items()
+                   if o.retry_failed or r.code_version != cell_code_version(r.backbone)}
+    keep = set(states.finished) | (set() if o.rerun_stale else set(states.stale)) | (set(states.failed) - redo_failed)
+    todo = [s for s in p.specs if s.run_id not in keep]
+    if reporter:
+        reporter.start(len(p.specs), len(p.specs) - len(todo), p.ctx.preset.epochs)
+    ran, failed, claimed = 0, [], []
+    for spec, outcome in (cells or make_executor(p))(todo, p.ctx, reporter):
+        if isinstance(outcome, ClaimedElsewhere):
+            claimed.append((spec.run_id, str(outcome.claim)))
+            if reporter:
+                reporter.cell_claimed(spec, outcome)
+        elif isinstance(outcome, BaseException):
+            failed.append((spec.run_id, f"{type(outcome).__name__}: {outcome}"))
+            if reporter:
+                reporter.cell_failed(spec, outcome)
+        else:
+            ran += 1
+            if reporter:
+                reporter.cell_done(spec, outcome)
+    if reporter:
+        reporter.stop()
+    return SweepResult(records_of(p), ran, len(p.specs) - len(todo), failed, list(states.stale),
+                       o.rerun_stale, claimed, states.unreadable)
+
+
+def describe_stale(result: SweepResult, total: int, limit: int = 4) -> str | None:
+    """One line naming the cells made by other result-affecting code, and what happened."""
+    if not result.stale:
+        return None
+    names = ", ".join(result.stale[:limit]) + (", …" if len(result.stale) > limit else "")
+    action = ("recomputed (--rerun-stale)" if result.stale_rerun else
+              "kept; their rows are marked † in the tables; --rerun-stale recomputes them")
+    return f"{len(result.stale)} of {total} cells were made by other result-affecting code: {names}; {action}"
+
