@@ -34,11 +34,11 @@ class Claim:
 
 
 class ClaimedElsewhere(RuntimeError):
-    """The cell is being run by another live process."""
+    """The cell is being run (or was just finished) by another process: not this one's work."""
 
-    def __init__(self, run_id: str, claim: Claim):
-        super().__init__(f"{run_id} is being run by {claim}")
-        self.claim = claim
+    def __init__(self, run_id: str, by: str, finished: bool = False):
+        super().__init__(f"{run_id} {'was finished' if finished else 'is being run'} by {by}")
+        self.by = by
 
 
 def process_alive(pid: int) -> bool:
@@ -86,7 +86,7 @@ def acquire(path: Path, run_id: str) -> None:
             if held.pid == os.getpid() and held.host == socket.gethostname():
                 return  # ours already (a retried cell in the same process)
             if not is_stale(path, held):
-                raise ClaimedElsewhere(run_id, held)
+                raise ClaimedElsewhere(run_id, str(held))
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w") as f:

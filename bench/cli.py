@@ -29,6 +29,13 @@ def _csv(value: str) -> list[str]:
     return [v for v in value.split(",") if v]
 
 
+def _int_list(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid list of integers {value!r}; give e.g. 0,3,7") from None
+
+
 def _assignments(items: list[str] | None, what: str) -> dict[str, str]:
     out = {}
     for item in items or []:
@@ -46,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", default="table4", help=f"one of {', '.join(GRIDS)} (default table4)")
     p.add_argument("--preset", default="paper", help=f"one of {', '.join(PRESETS)} (default paper)")
     p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default: the preset's)")
-    p.add_argument("--seed-list", type=lambda s: [int(x) for x in _csv(s)], help="explicit seeds, e.g. 0,3,7")
+    p.add_argument("--seed-list", type=_int_list, help="explicit seeds, e.g. 0,3,7")
     p.add_argument("--backbones", type=_csv, help="filter or add backbones (comma separated)")
     p.add_argument("--losses", type=_csv, help="filter or add losses: mse, cl, wcl, wcl_out, ...")
     p.add_argument("--sims", type=_csv, help="filter or add similarities: cos, l2")
@@ -90,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         return SUBCOMMANDS[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)  # messages stay one line
     if args.list_backbones:
         return list_backbones_command(console)
     from bench import sweep
@@ -157,9 +164,9 @@ def run_grid(plan, tables_only: bool, console: Console) -> int:
         if stale:
             console.print(f"[yellow]{stale}[/]")
         if result.claimed_elsewhere:
-            console.print(f"[yellow]{len(result.claimed_elsewhere)} cells are being run by another sweep[/] "
-                          f"({', '.join(sorted({who for _, who in result.claimed_elsewhere}))}); "
-                          "rerun when it is done to include them")
+            console.print(f"[yellow]{len(result.claimed_elsewhere)} cells were left to another sweep[/] "
+                          f"({', '.join(sorted({who for _, who in result.claimed_elsewhere}))}); a rerun "
+                          "after it ends includes those it finished")
         if result.ran == 0 and not failed and not result.claimed_elsewhere:
             console.print(f"all {len(plan.specs)} cells were already finished in {ctx.out_dir / 'runs'}: "
                           "nothing to run; tables rebuilt from them")

@@ -74,6 +74,7 @@ class RunRecord:
     timing: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     embeddings_file: str | None = None
+    worker: str = ""                    # host:pid of the process that ran the cell
     schema: int = SCHEMA_VERSION
 
     @property

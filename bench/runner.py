@@ -8,7 +8,9 @@ executor calls :func:`execute_cell`, so every executor runs a cell with the same
 from __future__ import annotations
 
 import inspect
+import os
 import resource
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +146,8 @@ def _record(spec: RunSpec, ctx: RunContext, device: torch.device, status: str, *
                      code_version=cell_code_version(r.backbone), status=status, settings=ctx.settings_for(r),
                      numerics=ctx.numerics(), device=device_name(device), git_commit=ctx.git_commit,
                      finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), versions=library_versions(),
-                     pretrained=ctx.pretrained.get(r.backbone) or "none", **fields)
+                     pretrained=ctx.pretrained.get(r.backbone) or "none",
+                     worker=f"{socket.gethostname()}:{os.getpid()}", **fields)
 
 
 def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
@@ -230,7 +233,7 @@ def execute_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
         except RecordError:
             done = None
         if done is not None and done.finished and done.code_version == cell_code_version(spec.row.backbone):
-            return done  # finished by another sweep after this one planned it
+            raise claims.ClaimedElsewhere(spec.run_id, done.worker, finished=True)  # after this sweep planned it
         checkpoint = Checkpoint(ctx.checkpoint_path(spec), {"run_id": spec.run_id,
                                                              "code": cell_code_version(spec.row.backbone)})
 

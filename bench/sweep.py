@@ -171,8 +171,9 @@ def check_options(o: SweepOptions) -> None:
 
 def _writable_dir(flag: str, path: Path, need_bytes: int) -> None:
     """``path`` is (or can be made) a folder we can write, with ``need_bytes`` free."""
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {path}: is a file, not a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {path}: {existing} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
@@ -334,7 +335,7 @@ def run(p: SweepPlan | SweepOptions, reporter=None, cells=None) -> SweepResult:
     ran, failed, claimed = 0, [], []
     for spec, outcome in (cells or make_executor(p))(todo, p.ctx, reporter):
         if isinstance(outcome, ClaimedElsewhere):
-            claimed.append((spec.run_id, str(outcome.claim)))
+            claimed.append((spec.run_id, outcome.by))
             if reporter:
                 reporter.cell_claimed(spec, outcome)
         elif isinstance(outcome, BaseException):

@@ -1,0 +1,366 @@
+"""Trustworthy results: stale code named, divergence fails a cell, in-cell resume gives the
+same numbers, claims, strict records, and every bad command line is one line + exit 2."""
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import bench.train
+from bench import claims, sweep
+from bench.cli import main
+from bench.code_version import source_digest
+from bench.presets import PRESETS
+from bench.records import FILE_MODE, RecordError, read_record
+from bench.runner import CODE_VERSION
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def options(tmp: Path, cache: Path, **kw) -> sweep.SweepOptions:
+    base = dict(grid="table3", preset="smoke", datasets=["lus"], losses=["mse"], out=tmp / "out", cache_dir=cache)
+    return sweep.SweepOptions(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+# --- code version -------------------------------------------------------------------------
+
+def test_code_version_follows_code_not_comments_or_docstrings(tmp_path, monkeypatch):
+    import bench.code_version as cv
+    for d in ("bench", "backbones"):
+        shutil.copytree(REPO / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cv, "ROOT", tmp_path)
+
+    def version():
+        cv.code_version.cache_clear()
+        return cv.code_version()
+    base = version()
+    losses = tmp_path / "bench" / "losses.py"
+    text = losses.read_text()
+    losses.write_text(text.replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")
+    assert version() == base  # docstrings and comments are not code
+    (tmp_path / "bench" / "tables.py").write_text("X = 1\n")
+    assert version() == base  # presentation code is not result-affecting
+    losses.write_text(text + "\nEXTRA = 2\n")
+    assert version() != base
+    cv.code_version.cache_clear()
+
+
+def test_source_digest_ignores_formatting():
+    assert source_digest("def f(x):\n    return x+1\n") == source_digest("def f( x ):\n    '''doc'''\n    return (x + 1)\n")
+    assert source_digest("def f(x):\n    return x+1\n") != source_digest("def f(x):\n    return x+2\n")
+
+
+def test_stale_cells_are_named_marked_and_rerun_on_request(tmp_path, cache, capsys):
+    argv = ["--grid", "table3", "--preset", "smoke", "--datasets", "lus", "--losses", "mse",
+            "--out", str(tmp_path), "--cache-dir", str(cache)]
+    assert main(argv) == 0
+    (path,) = (tmp_path / "table3" / "runs").glob("*.json")
+    rec = json.loads(path.read_text())
+    assert rec["code_version"] == CODE_VERSION
+    rec["code_version"] = "0123456789ab"  # as if made by other result-affecting code
+    path.write_text(json.dumps(rec))
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 cells were made by other result-affecting code: smoke-lus-tsm_r18-mse" in out
+    assert "--rerun-stale recomputes them" in out
+    assert "†" in (tmp_path / "table3" / "table3.md").read_text()
+    assert main(argv + ["--rerun-stale"]) == 0
+    assert "recomputed (--rerun-stale)" in capsys.readouterr().out
+    assert json.loads(path.read_text())["code_version"] == CODE_VERSION
+    assert "†" not in (tmp_path / "table3" / "table3.md").read_text()
+
+
+# --- divergence ---------------------------------------------------------------------------
+
+def test_divergence_fails_the_cell_with_epoch_and_step(tmp_path, cache, monkeypatch):
+    real_step, calls = bench.train.train_step, []
+
+    def nan_from_epoch_two(*args, **kw):
+        out = real_step(*args, **kw)
+        calls.append(1)
+        return out * math.nan if len(calls) > steps_per_epoch + 2 else out
+    plan = sweep.plan(options(tmp_path, cache))
+    n_train = len(__import__("bench.data.splits", fromlist=["x"]).split_patients(
+        plan.datasets["lus"].scans, 0)["train"])
+    steps_per_epoch = n_train // PRESETS["smoke"].batch_size
+    monkeypatch.setattr(bench.train, "train_step", nan_from_epoch_two)
+    result = sweep.run(plan)
+    ((run_id, error),) = result.failed
+    assert f"diverged at epoch 2 of 2, step 3 of {steps_per_epoch} (loss = nan)" in error
+    raw = plan.ctx.run_path(plan.specs[0]).read_text()
+    rec = json.loads(raw, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert rec["status"] == "failed" and rec["metrics"] is None and "diverged at epoch 2" in rec["error"]
+    assert not plan.ctx.checkpoint_path(plan.specs[0]).exists()
+    assert "failed" in sweep.records_of(plan)[0].status
+    monkeypatch.setattr(bench.train, "train_step", real_step)
+    assert sweep.run(plan).ran == 0  # a failed cell is kept: retried only on request
+    assert sweep.run(replace(plan, options=replace(plan.options, retry_failed=True))).ran == 1
+
+
+# --- in-cell resume -----------------------------------------------------------------------
+
+class StopAfter:
+    """A reporter that kills the sweep (like Ctrl-C) after ``epochs`` epochs of a cell."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def start(self, *a):
+        pass
+
+    def cell_started(self, spec):
+        pass
+
+    def epoch_done(self, epoch, row):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+    def stop(self):
+        pass
+
+
+def test_killed_cell_resumes_from_its_checkpoint_with_the_same_numbers(tmp_path, cache):
+    whole = sweep.run(sweep.plan(options(tmp_path / "a", cache, epochs=4))).records[0]
+    plan = sweep.plan(options(tmp_path / "b", cache, epochs=4))
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(plan, StopAfter(2))
+    assert plan.ctx.checkpoint_path(plan.specs[0]).exists()
+    assert not plan.ctx.claim_path(plan.specs[0]).exists()  # released on the way out
+    resumed = sweep.run(plan).records[0]
+    assert resumed.pretrain["resumed_at_epoch"] == 2 and whole.pretrain["resumed_at_epoch"] is None
+    assert resumed.metrics == whole.metrics and resumed.test_pairs == whole.test_pairs
+    strip = [{k: v for k, v in h.items() if "seconds" not in k} for h in whole.pretrain["history"]]
+    assert [{k: v for k, v in h.items() if "seconds" not in k} for h in resumed.pretrain["history"]] == strip
+    assert not plan.ctx.checkpoint_path(plan.specs[0]).exists()  # gone once the cell finished
+
+
+def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path):
+    from bench.checkpoint import Checkpoint
+    Checkpoint(tmp_path / "c.ckpt", {"run_id": "r", "code": "old"}).save({"epoch": 3})
+    assert Checkpoint(tmp_path / "c.ckpt", {"run_id": "r", "code": "new"}).load() is None
+    assert Checkpoint(tmp_path / "c.ckpt", {"run_id": "r", "code": "old"}).load() == {"epoch": 3}
+    (tmp_path / "c.ckpt").write_bytes(b"garbage")
+    assert Checkpoint(tmp_path / "c.ckpt", {"run_id": "r", "code": "old"}).load() is None
+
+
+# --- claims and records -------------------------------------------------------------------
+
+def test_claims_live_and_dead(tmp_path):
+    path = tmp_path / "x.claim"
+    claims.acquire(path, "x")
+    claims.acquire(path, "x")  # our own claim: fine
+    held = json.loads(path.read_text())
+    path.write_text(json.dumps({**held, "pid": os.getppid()}))  # a live process holds it
+    with pytest.raises(claims.ClaimedElsewhere, match=f":{os.getppid()} since"):
+        claims.acquire(path, "x")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path.write_text(json.dumps({**held, "pid": dead.pid}))  # its process is gone: taken over
+    claims.acquire(path, "x")
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    path.write_text(json.dumps({**held, "host": "elsewhere", "pid": 1}))
+    with pytest.raises(claims.ClaimedElsewhere):  # another host, fresh heartbeat: respected
+        claims.acquire(path, "x")
+    old = time.time() - claims.STALE_AFTER_S - 10
+    os.utime(path, (old, old))
+    claims.acquire(path, "x")  # another host, silent for too long: taken over
+    claims.release(path)
+    assert not path.exists()
+
+
+def test_records_are_strict_json_with_folder_permissions(tmp_path, cache):
+    result = sweep.run(options(tmp_path, cache))
+    (path,) = (tmp_path / "out" / "table3" / "runs").glob("*.json")
+    assert path.stat().st_mode & 0o777 == FILE_MODE
+    assert path.with_suffix(".npz").stat().st_mode & 0o777 == FILE_MODE
+    rec = read_record(path)
+    assert rec == result.records[0] and rec.finished and rec.worker.endswith(f":{os.getpid()}")
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "is not valid JSON"),
+    ('{"schema": 1, "metrics": {}}', "has record schema 1, this code reads schema 2"),
+    ('{"schema": 2}', "lacks field(s)"),
+    ("[]", "not a run record"),
+])
+def test_unusable_records_are_one_line_errors(tmp_path, content, needle):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    with pytest.raises(RecordError, match="the cell is rerun") as err:
+        read_record(path)
+    assert needle in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_corrupt_sidecar_and_record_do_not_crash(tmp_path, cache, capsys):
+    argv = ["--grid", "table3", "--preset", "smoke", "--datasets", "lus", "--out", str(tmp_path),
+            "--cache-dir", str(cache)]
+    assert main(argv) == 0
+    runs = sorted((tmp_path / "table3" / "runs").glob("*.json"))
+    runs[0].with_suffix(".npz").write_bytes(b"garbage")
+    runs[1].write_text("{half")
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="is not a readable embedding file"):
+        assert main(argv + ["--tables-only"]) == 0
+    assert "1 of 3 cells have no readable record" in capsys.readouterr().out
+    with pytest.warns(UserWarning):
+        assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"unreadable record {runs[1]}: is not valid JSON" in out and "1 ran now" in out
+
+
+def test_python_api_and_cli_name_the_same_cells(tmp_path, cache):
+    argv = ["--grid", "table3", "--preset", "smoke", "--datasets", "lus", "--out", str(tmp_path),
+            "--cache-dir", str(cache)]
+    assert main(argv) == 0
+    plan = sweep.plan(sweep.SweepOptions(grid="table3", preset="smoke", datasets=["lus"], out=tmp_path,
+                                         cache_dir=cache))
+    assert len(sweep.cell_states(plan).finished) == len(plan.specs) == 3
+
+
+# --- bad command lines --------------------------------------------------------------------
+
+def _bad_paths(tmp: Path) -> dict[str, Path]:
+    afile = tmp / "afile"
+    afile.write_text("x")
+    readonly = tmp / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    return {"file": afile, "readonly": readonly}
+
+
+BAD = [
+    (["--threads-per-cell", "-1"], "--threads-per-cell must be at least 1, got -1"),
+    (["--threads-per-cell", "0"], "--threads-per-cell must be at least 1, got 0"),
+    (["--epochs", "-1"], "--epochs must be at least 1, got -1"),
+    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["--jobs", "0"], "--jobs must be at least 1, got 0"),
+    (["--jobs", "-1"], "--jobs must be at least 1, got -1"),
+    (["--jobs-per-gpu", "0"], "--jobs-per-gpu must be at least 1"),
+    (["--gpus", "-1"], "--gpus must be at least 0, got -1"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--seed-list", ""], "--seed-list is empty"),
+    (["--seed-list", "0,0"], "--seed-list repeats seed(s) 0"),
+    (["--seed-list=-1"], "seeds must be >= 0"),
+    (["--seed-list", "a"], "--seed-list: invalid"),
+    (["--device", "tpu"], "--device 'tpu' is not a device; valid: auto, cpu, cuda, cuda:N"),
+    (["--device", "cuda:abc"], "the GPU index must be a number"),
+    (["--gpus", "1", "--jobs", "2"], "--jobs is for CPU cells"),
+    (["--executor", "ray", "--jobs", "2"], "Ray places cells itself"),
+    (["--address", "127.0.0.1:6379"], "use it with --executor ray"),
+    (["--executor", "ray", "--address", "127.0.0.1:1"], "nothing answers there within 3 s"),
+    (["--executor", "ray", "--address", "nonsense"], "must look like HOST:PORT"),
+    (["--executor", "slurm"], "invalid choice: 'slurm'"),
+    (["--on-bad-input", "maybe"], "invalid choice: 'maybe'"),
+    (["--pretrained", "tsm_r18=/no/such/weights.pt"], "--pretrained tsm_r18=/no/such/weights.pt: no such file"),
+    (["--data", "lus=synthetic-lus:signal=abc"], "signal"),
+    (["--data", "lus=synthetic-lus:n_patients=0"], "n_patients"),
+    (["--data", "lus=synthetic-lus:bogus=1"], "unknown option 'bogus'"),
+    (["--data", "lus=synthetic-lus:n_patients=3"], "use more patients"),
+    (["--out", "{file}"], "is a file, not a folder"),
+    (["--cache-dir", "{file}"], "is a file, not a folder"),
+    (["--out", "{readonly}/sub"], "cannot write there"),
+]
+NO_CUDA = [(["--device", "cuda:0"], "no CUDA device here"), (["--device", "cuda"], "no CUDA device here"),
+           (["--gpus", "1"], "--gpus 1: no CUDA device here")]
+
+
+@pytest.mark.parametrize("flags, needle", BAD + NO_CUDA, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_command_line_is_one_line_and_exit_2_before_anything_runs(flags, needle, tmp_path, capsys):
+    import torch
+    if (flags, needle) in NO_CUDA and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    paths = _bad_paths(tmp_path)
+    if "{readonly}" in " ".join(flags) and os.access(paths["readonly"], os.W_OK):
+        pytest.skip("running as root: a read-only folder is writable")
+    flags = [f.format(**paths) for f in flags]
+    argv = ["--grid", "table3", "--preset", "smoke", "--datasets", "lus", "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), *flags]
+    t0 = time.perf_counter()
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and needle in err and len(err.splitlines()) == 1, err
+    assert time.perf_counter() - t0 < 30
+    assert not (tmp_path / "out" / "table3" / "runs").exists()
+
+
+def test_a_full_disk_is_found_before_anything_runs(tmp_path, monkeypatch, capsys):
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1024))
+    code = main(["--grid", "table3", "--preset", "smoke", "--out", str(tmp_path / "out"),
+                 "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2 and "0 MiB free, a cell needs about" in err and len(err.strip().splitlines()) == 1
+
+
+# --- processes ----------------------------------------------------------------------------
+
+def _descendants(pid: int) -> set[int]:
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), set()).add(int(stat.parent.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_workers_stop_when_the_driver_is_killed(tmp_path, cache):
+    cmd = [sys.executable, str(REPO / "run_all.py"), "--grid", "table3", "--preset", "smoke", "--epochs", "50",
+           "--jobs", "2", "--out", str(tmp_path), "--cache-dir", str(cache)]
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "table3" / "runs").glob("*.claim")):
+        time.sleep(0.2)
+    workers = _descendants(driver.pid)
+    assert len(workers) >= 2
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(map(_alive, workers)):
+        time.sleep(0.2)
+    assert not any(map(_alive, workers))
+
+
+@pytest.mark.slow
+def test_two_concurrent_sweeps_run_each_cell_once(tmp_path, cache):
+    cmd = [sys.executable, str(REPO / "run_all.py"), "--grid", "table3", "--preset", "smoke", "--seeds", "2",
+           "--out", str(tmp_path), "--cache-dir", str(cache)]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    done = sum(o.count("done smoke-") for o, _ in outs)
+    records = [json.loads(p.read_text()) for p in (tmp_path / "table3" / "runs").glob("*.json")]
+    assert done == len(records) == 12 and all(r["status"] == "finished" for r in records)
+    assert not list((tmp_path / "table3" / "runs").glob("*.claim"))
