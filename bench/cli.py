@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun-stale", action="store_true",
                    help="recompute finished cells made by other result-affecting code (default: keep them, marked)")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells whose record says they failed")
+    p.add_argument("--no-references", action="store_true",
+                   help="leave out the majority / untrained / oracle reference rows")
     p.add_argument("--tables-only", action="store_true", help="rebuild tables from finished run JSONs")
     p.add_argument("--list-backbones", action="store_true", help="print the backbone registry and exit")
     return p
@@ -128,7 +130,8 @@ def sweep_options(args):
         on_bad_input=args.on_bad_input, epochs=args.epochs, out=args.out, cache_dir=args.cache_dir,
         device=args.device, amp=not args.no_amp, compile=args.compile, executor=args.executor,
         address=args.address, gpus=args.gpus, jobs_per_gpu=args.jobs_per_gpu, jobs=args.jobs,
-        threads_per_cell=args.threads_per_cell, rerun_stale=args.rerun_stale, retry_failed=args.retry_failed)
+        threads_per_cell=args.threads_per_cell, rerun_stale=args.rerun_stale, retry_failed=args.retry_failed,
+        references=not args.no_references)
 
 
 def run_grid(plan, tables_only: bool, console: Console) -> int:
@@ -136,7 +139,7 @@ def run_grid(plan, tables_only: bool, console: Console) -> int:
     Figure 1 and the report."""
     from bench import sweep
     from bench.progress import RichReporter, summary_table
-    from bench.plots import figure1
+    from bench.plots import effects_figure, figure1
     from bench.report import write_report
     from bench.runner import CODE_VERSION
     from bench.tables import summarize, write_tables
@@ -177,9 +180,10 @@ def run_grid(plan, tables_only: bool, console: Console) -> int:
     finished = [r for r in records if r.finished]
     score_names = {r.dataset: r.data["score"] for r in finished}
     figure = figure1(finished, ctx.out_dir / "runs", ctx.out_dir, score_names)
-    report = write_report(o.grid, ctx.out_dir, summary, records, len(plan.specs), paths["md"], figure)
+    effects = effects_figure(summary, ctx.out_dir)
+    report = write_report(o.grid, ctx.out_dir, summary, records, len(plan.specs), paths["md"], figure, effects)
     console.print(summary_table(summary, f"{o.grid} ({ctx.preset.name})"))
-    console.print("wrote: " + ", ".join(str(p) for p in [*paths.values(), *figure, report]))
+    console.print("wrote: " + ", ".join(str(p) for p in [*paths.values(), *figure, *effects, report]))
     if failed:
         console.print(f"[red]{len(failed)} cell(s) failed[/] (reasons above and in their records)")
     return 1 if failed else 0

@@ -77,10 +77,70 @@ def figure1(records: list[dict], runs_dir: Path, out_dir: Path, score_names: dic
         ax.set_ylabel("cosine distance of embeddings")
         ax.set_title(f"{DATASET_LABELS.get(d, d)}, {backbone_label(b)}")
         ax.legend(fontsize=8)
-    fig.tight_layout()
+    return save_figure(fig, out_dir, "figure1")
+
+
+def save_figure(fig, out_dir: Path, stem: str, bottom: float = 0.0) -> list[Path]:
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "figure1.png", out_dir / "figure1.pdf"]
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
     for p in paths:  # no creation date in the PDF, so a rebuild from the same records is byte-identical
         fig.savefig(p, dpi=130, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     plt.close(fig)
     return paths
+
+
+def _band(ax, ref: pd.DataFrame, color: str, label: str) -> None:
+    """A reference's mean (line) and 95 % CI (shaded) across the panel."""
+    if not len(ref) or not ref["n"].iloc[0]:
+        return
+    r = ref.iloc[0]
+    if not np.isnan(r.macro_f1_ci_lo):
+        ax.axvspan(r.macro_f1_ci_lo, r.macro_f1_ci_hi, color=color, alpha=0.15, lw=0)
+    ax.axvline(r.macro_f1_mean, color=color, lw=1.2, label=label)
+
+
+def effects_figure(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """``effects.png``/``.pdf``, a forest plot per dataset: left, each method row's macro-F1
+    (mean, 95 % CI over seeds) between the floor (majority; the row's untrained encoder as a
+    grey tick) and the ceiling (oracle), with the paper's value (×); right, each row's paired
+    ΔF1 against MSE with its CI and the paper's Δ (×). [] when no method row has a number."""
+    methods = summary[(summary["kind"] == "method") & (summary["n"] > 0)]
+    if methods.empty:
+        return []
+    datasets = list(dict.fromkeys(methods["dataset"]))
+    heights = [max(2, (methods["dataset"] == d).sum()) for d in datasets]
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 1.0 + 0.45 * sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for (ax_f1, ax_d), d in zip(axes, datasets):
+        sub = methods[methods["dataset"] == d].reset_index(drop=True)
+        refs = summary[(summary["dataset"] == d) & (summary["kind"] == "reference")]
+        y = np.arange(len(sub))[::-1]
+        labels = [f"{r.model} · {r.loss_label}" for r in sub.itertuples()]
+        _band(ax_f1, refs[refs["loss"] == "majority"], "0.45", "majority (floor)")
+        _band(ax_f1, refs[refs["loss"] == "oracle"], "C2", "oracle (ceiling)")
+        untrained = refs[refs["loss"] == "untrained"].set_index("backbone")["macro_f1_mean"]
+        ax_f1.scatter([untrained.get(b, np.nan) for b in sub["backbone"]], y, marker="|", s=250, color="0.3",
+                      label="untrained encoder (floor)", zorder=3)
+        err = np.abs(np.vstack([sub["macro_f1_mean"] - sub["macro_f1_ci_lo"],
+                                sub["macro_f1_ci_hi"] - sub["macro_f1_mean"]]))
+        ax_f1.errorbar(sub["macro_f1_mean"], y, xerr=np.nan_to_num(err), fmt="o", color="C0", capsize=3,
+                       label="ours (mean, 95 % CI)", zorder=4)
+        ax_f1.scatter(sub["paper_f1"], y, marker="x", color="C3", s=50, label="paper", zorder=5)
+        ax_f1.set_yticks(y, labels, fontsize=8)
+        ax_f1.set_xlabel("macro-F1")
+        ax_f1.set_title(f"{DATASET_LABELS.get(d, d)}: where each row sits", fontsize=10)
+        eff = sub["macro_f1_vs_mse"]
+        derr = np.abs(np.vstack([eff - sub["macro_f1_vs_mse_lo"], sub["macro_f1_vs_mse_hi"] - eff]))
+        ax_d.axvline(0, color="0.5", lw=1)
+        ax_d.errorbar(eff, y, xerr=np.nan_to_num(derr), fmt="o", color="C0", capsize=3, label="ours (95 % CI)")
+        ax_d.scatter(sub["paper_f1_vs_mse"], y, marker="x", color="C3", s=50, label="paper", zorder=5)
+        ax_d.set_yticks(y, [""] * len(y))
+        ax_d.set_xlabel("ΔF1 vs MSE of the same backbone (paired by seed)")
+        ax_d.set_title("effect against MSE", fontsize=10)
+        for ax in (ax_f1, ax_d):
+            ax.set_ylim(-0.7, len(sub) - 0.3)
+            ax.grid(axis="x", alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    return save_figure(fig, out_dir, "effects", bottom=0.5 / fig.get_figheight())

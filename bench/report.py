@@ -8,33 +8,50 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.grid import Row
-from bench.paper import published
+from bench.records import RunRecord
+from bench.references import ANY
+from bench.tables import design_notes
 
 
-def _direction_lines(summary: pd.DataFrame) -> list[str]:
-    """For each row with a paper number and an MSE baseline: the paper's gain over MSE vs ours."""
+def _f(v: float, fmt: str = ".3f") -> str:
+    return "–" if pd.isna(v) else format(v, fmt)
+
+
+def _floor_ceiling_lines(summary: pd.DataFrame) -> list[str]:
+    """Per dataset: the references, then each method's share of the headroom."""
     lines = []
-    for _, r in summary.iterrows():
-        if r.loss == "mse" or r.n == 0:
+    for d, sub in summary.groupby("dataset", sort=False):
+        refs = sub[sub["kind"] == "reference"]
+        if not len(refs):
             continue
-        paper_row = published(r.dataset, r.backbone, r.loss, r.sim)
-        paper_mse = published(r.dataset, r.backbone, "mse", "cos")
-        ours = r.macro_f1_vs_mse
-        if paper_row and paper_mse and not np.isnan(ours):
-            paper_gain = paper_row[1] - paper_mse[1]
-            same = np.sign(paper_gain) == np.sign(ours)
-            pv = r.macro_f1_vs_mse_p
-            p = "" if np.isnan(pv) else f", paired t-test p = {pv:.2g}"
-            verdict = ("same sign as the paper" if same else "opposite sign to the paper") + (
-                "" if np.isnan(pv) else (", significant at 0.05" if pv < 0.05 else ", not significant at 0.05"))
-            lines.append(f"- {r.dataset.upper()} {r.model} {r.loss_label}: paper F1 gain over MSE "
-                         f"{paper_gain:+.3f}; ours {ours:+.3f} ± {0 if np.isnan(r.macro_f1_vs_mse_std) else r.macro_f1_vs_mse_std:.3f} "
-                         f"(n = {r.n_paired}{p}): {verdict}.")
-        elif paper_row:
-            lines.append(f"- {r.dataset.upper()} {r.model} {r.loss_label}: paper {paper_row[0]:.2f} % / F1 "
-                         f"{paper_row[1]:.3f}; ours {r.accuracy_mean:.2f} % / F1 {r.macro_f1_mean:.3f} "
-                         f"(no MSE baseline of this backbone in this grid).")
+        parts = [f"{r.loss_label.replace(' (ref.)', '')}{'' if r.backbone == ANY else f' {r.model}'} "
+                 f"{_f(r.macro_f1_mean)}" for r in refs.itertuples() if r.n]
+        lines.append(f"- {d.upper()} references (macro-F1): " + "; ".join(parts) + ".")
+        shares = [f"{r.model} {r.loss_label} {_f(r.headroom, '.2f')}" for r in sub.itertuples()
+                  if r.kind == "method" and not pd.isna(r.headroom)]
+        if shares:
+            lines.append(f"- {d.upper()} share of the headroom between the untrained encoder (0) and the "
+                         f"oracle (1): " + "; ".join(shares) + ".")
+    return lines
+
+
+def _effect_lines(summary: pd.DataFrame) -> list[str]:
+    """Per method row with an MSE row: our paired ΔF1 with its interval, P(>MSE), and the
+    paper's effect with the verdict."""
+    lines = []
+    for r in summary.itertuples():
+        if r.kind != "method" or r.n == 0:
+            continue
+        head = f"- {r.dataset.upper()} {r.model} {r.loss_label}: "
+        if not pd.isna(r.macro_f1_vs_mse):
+            ours = (f"ΔF1 vs MSE {r.macro_f1_vs_mse:+.3f}, 95 % CI [{_f(r.macro_f1_vs_mse_lo, '+.3f')}, "
+                    f"{_f(r.macro_f1_vs_mse_hi, '+.3f')}], P(>MSE) = {_f(r.p_improve, '.2f')} (n = {r.n_paired})")
+            paper = ("; the paper has no MSE row for this backbone" if pd.isna(r.paper_f1_vs_mse) else
+                     f"; paper ΔF1 {r.paper_f1_vs_mse:+.3f}: {r.verdict}")
+            lines.append(head + ours + f", {r.significance or 'no interval'}" + paper + ".")
+        elif not pd.isna(r.paper_f1) and r.loss != "mse":
+            lines.append(head + f"paper F1 {r.paper_f1:.3f}; ours {r.macro_f1_mean:.3f} "
+                         "(no MSE row of this backbone in this grid to pair with).")
     return lines
 
 
@@ -45,8 +62,9 @@ def _cost_lines(records: list[dict]) -> list[str]:
     records = [r for r in records if r.finished]
     if not records:
         return ["No cell has finished yet."]
-    frame = pd.DataFrame([{"dataset": r.dataset.upper(), "backbone": r.backbone, "loss": r.loss,
-                           "sim": r.sim, "device": r.device, **r.timing} for r in records])
+    frame = pd.DataFrame([{"dataset": r.dataset.upper(), "backbone": r.backbone, "loss": r.loss, "sim": r.sim,
+                           "device": r.device, "pretrain_seconds": np.nan, "train_clips_per_second": np.nan,
+                           **r.timing} for r in records])
     cost = (frame.groupby(["dataset", "backbone", "loss", "sim", "device"], sort=False)
             .agg(cells=("wall_seconds", "size"), wall=("wall_seconds", "mean"),
                  pretrain=("pretrain_seconds", "mean"), clips=("train_clips_per_second", "mean"),
@@ -55,12 +73,12 @@ def _cost_lines(records: list[dict]) -> list[str]:
     lines = ["| Dataset | Backbone | Loss | Sim. | Device | Cells | Wall s / cell | Pretraining s / cell "
              "| Training clips/s | Peak memory MB |", "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {c.dataset} | {c.backbone} | {c.loss} | {c.sim} | {c.device} | {c.cells} | {c.wall:.1f} "
-              f"| {c.pretrain:.1f} | {c.clips:.1f} | {c.memory:.0f} |" for c in cost.itertuples()]
+              f"| {_f(c.pretrain, '.1f')} | {_f(c.clips, '.1f')} | {c.memory:.0f} |" for c in cost.itertuples()]
     return lines
 
 
-def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[dict], expected: int,
-                 table_md: Path, figure: list[Path]) -> Path:
+def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[RunRecord], expected: int,
+                 table_md: Path, figure: list[Path], effects: list[Path] | None = None) -> Path:
     finished = [r for r in records if r.finished]
     first = finished[0] if finished else None
     settings = first.settings if first else {}
@@ -74,10 +92,22 @@ def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[
              f"Git commit: {sorted({r.git_commit for r in finished}) or '–'}; result-affecting code: "
              f"{sorted({r.code_version for r in finished}) or '–'}", "",
              "## Tables", "", table_md.read_text(), "",
-             "## Does the paper's direction reproduce?", "",
-             "The paper's claim is that adding a contrastive term to MSE pretraining improves the "
-             "downstream F1. Per row, its gain over MSE beside ours (macro-F1, paired by seed):", ""]
-    lines += _direction_lines(summary) or ["- no row of this grid has both a paper number and an MSE baseline."]
+             "## Where the rows sit: floor and ceiling", "",
+             "Majority and the untrained encoder are floors (what needs no learning, what needs no "
+             "pretraining); the oracle, given the severity each synthetic scan was rendered with, is the "
+             "ceiling that label noise leaves.", ""]
+    lines += _floor_ceiling_lines(summary) or ["- this grid has no reference rows (--no-references)."]
+    lines += ["", "## Does the paper's effect reproduce?", "",
+              "The paper's claim is that adding a contrastive term to MSE pretraining improves the downstream "
+              "F1. Per row: our paired effect against the MSE row of the same backbone (macro-F1, by seed) "
+              "with its 95 % interval, and whether the paper's own effect lies inside it.", ""]
+    lines += _effect_lines(summary) or ["- no method row of this grid has an MSE row to pair with."]
+    lines += ["", *design_notes(summary)]
+    if effects:
+        lines += ["", "## Effects at a glance", "", f"![effects]({effects[0].name})", "",
+                  "Left: each row's macro-F1 (mean and 95 % CI over seeds) with the floor (majority, "
+                  "untrained) and ceiling (oracle) bands and the paper's value (×). Right: each row's paired "
+                  "ΔF1 against MSE with its 95 % CI and the paper's Δ (×)."]
     if figure:
         lines += ["", "## Figure 1", "", f"![Figure 1]({figure[0].name})", "",
                   "Cosine distance between embeddings of two test scans against their absolute score "

@@ -32,7 +32,9 @@ from bench.losses import LossSpec
 from bench.presets import Preset
 from bench.distances import distance_score_spearman
 from bench.records import RecordError, RunRecord, git_commit, library_versions, read_record, save_record
-from bench.train import ClipBatcher, Diverged, Regressor, embed, pair_features, pretrain, train_classifier
+from bench.references import ANY, majority_prediction, oracle_embeddings
+from bench.train import (ClipBatcher, Diverged, DownstreamResult, PretrainResult, Regressor, classification_metrics,
+                         embed, pair_features, pretrain, train_classifier)
 
 
 @dataclass
@@ -103,6 +105,8 @@ CODE_VERSION = code_version()
 
 def cell_code_version(backbone: str) -> str:
     """The code version of a cell: this package's, plus the module of a plugin backbone."""
+    if backbone == ANY:
+        return CODE_VERSION
     info = backbones.backbone_info(backbone)
     if info.source != "plugin":
         return CODE_VERSION
@@ -150,71 +154,90 @@ def _record(spec: RunSpec, ctx: RunContext, device: torch.device, status: str, *
                      worker=f"{socket.gethostname()}:{os.getpid()}", **fields)
 
 
+def _encoder_embeddings(spec: RunSpec, ctx: RunContext, ds, clips: torch.Tensor, splits: dict, scores: np.ndarray,
+                        on_epoch, checkpoint) -> tuple[torch.Tensor, PretrainResult | None]:
+    """Embeddings of every clip by the row's backbone: pretrained with the row's loss, or
+    (the ``untrained`` reference) at its random initialisation, the same as the method rows'."""
+    p, row, device = ctx.preset, spec.row, clips.device
+    torch.manual_seed(spec.seed)
+    encoder = backbones.create(row.backbone, num_frames=p.frames, img_size=p.img_size,
+                               pretrained=ctx.pretrained.get(row.backbone), variant=p.variant)
+    model = fast_path_model(Regressor(encoder, p.head_hidden), device, ctx.compile)
+    batcher = ClipBatcher(clips, p.frames)
+    pre = None
+    if row.loss != "untrained":
+        mu, sd = scores[splits["train"]].mean(), scores[splits["train"]].std() + 1e-8
+        y = torch.as_tensor((scores - mu) / sd, dtype=torch.float32, device=device)
+        groups = torch.as_tensor(score_bins(ds.kind, scores), device=device)
+        loss = LossSpec(row.loss, row.sim, p.lam, p.eps)
+        pre = pretrain(model, batcher, y, groups, splits["train"], splits["val"], p, loss, spec.seed, ctx.amp,
+                       on_epoch, checkpoint)
+    u = embed(model.encoder, batcher, ctx.amp)
+    if not torch.isfinite(u).all():
+        raise Diverged("the encoder gives non-finite embeddings")
+    return u, pre
+
+
 def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
              on_epoch: Callable[[int, dict], None] | None = None,
-             checkpoint: Checkpoint | None = None) -> tuple[RunRecord, dict[str, np.ndarray]]:
-    """Run one cell end to end; returns its record and its test-scan embeddings (not yet
-    written; see :func:`execute_cell`)."""
+             checkpoint: Checkpoint | None = None) -> tuple[RunRecord, dict[str, np.ndarray] | None]:
+    """Run one cell end to end; returns its record and its test-scan embeddings (None for
+    the references without an encoder); not yet written, see :func:`execute_cell`."""
     t_start = time.perf_counter()
     p, row = ctx.preset, spec.row
     device = ctx.torch_device()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    ds = store.dataset(ctx.data_spec(row.dataset), ctx.on_bad_input, p.data_defaults)
-    clips = store.clips(ds, p.cache_frames, p.img_size, ctx.cache_dir, device)
-    t_data = time.perf_counter() - t_start
-
+    ds = store.dataset(ctx.data_spec(row.dataset), ctx.on_bad_input, p.data_defaults, ctx.cache_dir)
     splits = split_patients(ds.scans, spec.seed)
     scores = ds.scans["score"].to_numpy(float)
-    mu, sd = scores[splits["train"]].mean(), scores[splits["train"]].std() + 1e-8
-    y = torch.as_tensor((scores - mu) / sd, dtype=torch.float32, device=device)
-    groups = torch.as_tensor(score_bins(ds.kind, scores), device=device)
-
-    torch.manual_seed(spec.seed)
-    weights = ctx.pretrained.get(row.backbone)
-    encoder = backbones.create(row.backbone, num_frames=p.frames, img_size=p.img_size,
-                               pretrained=weights, variant=p.variant)
-    model = fast_path_model(Regressor(encoder, p.head_hidden), device, ctx.compile)
-    batcher = ClipBatcher(clips, p.frames)
-    loss = LossSpec(row.loss, row.sim, p.lam, p.eps)
-    pre = pretrain(model, batcher, y, groups, splits["train"], splits["val"], p, loss, spec.seed, ctx.amp,
-                   on_epoch, checkpoint)
-
-    u = embed(model.encoder, batcher, ctx.amp)
-    if not torch.isfinite(u).all():
-        raise Diverged("the trained encoder gives non-finite embeddings")
     pair_split = pairs_by_split(make_pairs(ds.scans, label_rule(ds.kind, p.mmse_threshold)), splits, len(ds))
     problem = split_problem(pair_split)
     if problem:
         raise RuntimeError(f"{row.dataset}, seed {spec.seed}: {problem}; the dataset is too small for this split")
-    feats = {k: pair_features(u, v["a"].to_numpy(), v["b"].to_numpy()) for k, v in pair_split.items()}
     labels = {k: v["label"].to_numpy() for k, v in pair_split.items()}
-    down = train_classifier(feats, labels, p, spec.seed)
+    t_data = time.perf_counter() - t_start
 
-    test_idx = splits["test"]
-    emb = {"u": u[torch.as_tensor(test_idx, device=device)].half().cpu().numpy(),
-           "score": scores[test_idx],
-           "patient_id": ds.scans["patient_id"].iloc[test_idx].to_numpy(dtype=str),
-           "visit": ds.scans["visit"].iloc[test_idx].to_numpy(dtype=str)}
-    metrics = {**down.metrics, "spearman_within": distance_score_spearman(emb)}
+    pre, emb, metrics = None, None, {}
+    if row.loss == "majority":
+        pred = majority_prediction(labels["train"], len(labels["test"]))
+        down = DownstreamResult(classification_metrics(labels["test"], pred), -1, float("nan"), pred, labels["test"])
+    else:
+        if row.loss == "oracle":
+            u = oracle_embeddings(ds, device)
+        else:
+            clips = store.clips(ds, p.cache_frames, p.img_size, ctx.cache_dir, device)
+            t_data = time.perf_counter() - t_start
+            u, pre = _encoder_embeddings(spec, ctx, ds, clips, splits, scores, on_epoch, checkpoint)
+            test_idx = splits["test"]
+            emb = {"u": u[torch.as_tensor(test_idx, device=device)].half().cpu().numpy(),
+                   "score": scores[test_idx],
+                   "patient_id": ds.scans["patient_id"].iloc[test_idx].to_numpy(dtype=str),
+                   "visit": ds.scans["visit"].iloc[test_idx].to_numpy(dtype=str)}
+            metrics["spearman_within"] = distance_score_spearman(emb)
+        feats = {k: pair_features(u, v["a"].to_numpy(), v["b"].to_numpy()) for k, v in pair_split.items()}
+        down = train_classifier(feats, labels, p, spec.seed)
+    timing = {"wall_seconds": time.perf_counter() - t_start, "data_seconds": t_data,
+              "peak_memory_mb": peak_memory_mb(device),
+              "peak_memory_scope": "this cell" if device.type == "cuda" else "process so far (CPU maxrss)"}
+    if pre is not None:
+        timing.update(pretrain_seconds=pre.seconds,
+                      train_clips_per_second=pre.train_clips / max(pre.train_seconds, 1e-9))
     rec = _record(
-        spec, ctx, device, "finished", metrics=metrics,
+        spec, ctx, device, "finished", metrics={**down.metrics, **metrics},
         test_pairs={"true": down.test_true.tolist(), "pred": down.test_pred.tolist(),
                     "patient": pair_split["test"]["patient_id"].astype(str).tolist()},
         downstream={"best_epoch": down.best_epoch, "best_val_macro_f1": down.best_val_macro_f1},
-        pretrain={"best_epoch": pre.best_epoch, "best_val_mse": pre.best_val_mse, "history": pre.history,
-                  "resumed_at_epoch": pre.resumed_at_epoch},
+        pretrain=None if pre is None else {"best_epoch": pre.best_epoch, "best_val_mse": pre.best_val_mse,
+                                           "history": pre.history, "resumed_at_epoch": pre.resumed_at_epoch},
         data={"source": ctx.data_spec(row.dataset), "kind": ds.kind, "score": ds.score_name,
               "patients": ds.n_patients, "scans": len(ds), "skipped": [str(x) for x in ds.skipped],
               "split_patients": {k: int(ds.scans["patient_id"].iloc[v].nunique()) for k, v in splits.items()},
               "split_scans": {k: len(v) for k, v in splits.items()},
               "pairs": {k: label_counts(v) for k, v in pair_split.items()},
-              "score_standardisation": {"mean": mu, "std": sd}},
-        timing={"wall_seconds": time.perf_counter() - t_start, "data_seconds": t_data,
-                "pretrain_seconds": pre.seconds,
-                "train_clips_per_second": pre.train_clips / max(pre.train_seconds, 1e-9),
-                "peak_memory_mb": peak_memory_mb(device),
-                "peak_memory_scope": "this cell" if device.type == "cuda" else "process so far (CPU maxrss)"})
+              "score_standardisation": {"mean": scores[splits["train"]].mean(),
+                                        "std": scores[splits["train"]].std() + 1e-8}},
+        timing=timing)
     return rec, emb
 
 

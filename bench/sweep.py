@@ -27,6 +27,7 @@ from bench.data.store import DataStore, warm_cache
 from bench.grid import Row, RunSpec, expand, grid_rows, select, validate_axis
 from bench.presets import Preset, get_preset
 from bench.records import RecordError, RunRecord, read_record
+from bench.references import ANY, with_references
 from bench.runner import RunContext, cell_code_version
 
 
@@ -63,6 +64,8 @@ class SweepOptions:
     threads_per_cell: int = 1
     rerun_stale: bool = False
     retry_failed: bool = False
+    references: bool = True             # majority / untrained / oracle rows (bench.references)
+    folder: str | None = None           # results go to <out>/<folder> (default: the grid's name)
 
 
 @dataclass
@@ -201,7 +204,7 @@ def _data(o: SweepOptions, rows: list[Row], ctx: RunContext, store: DataStore) -
     for name in dict.fromkeys(r.dataset for r in rows):
         spec = ctx.data_spec(name)
         try:
-            out[name] = store.dataset(spec, ctx.on_bad_input, ctx.preset.data_defaults)
+            out[name] = store.dataset(spec, ctx.on_bad_input, ctx.preset.data_defaults, ctx.cache_dir)
         except DataError:
             raise
         except (ValueError, KeyError, TypeError, FileNotFoundError) as exc:
@@ -256,15 +259,17 @@ def plan(o: SweepOptions, *, decode: bool = True,
     if not rows:
         raise UsageError("the filters leave no cell to run")
     seeds = o.seed_list or list(range(o.seeds or preset.seeds))
-    ctx = RunContext(out_dir=Path(o.out) / o.grid, preset=preset, data_specs=dict(o.data),
+    ctx = RunContext(out_dir=Path(o.out) / (o.folder or o.grid), preset=preset, data_specs=dict(o.data),
                      pretrained=dict(o.pretrained), device=o.device, amp=o.amp, cache_dir=Path(o.cache_dir),
                      on_bad_input=o.on_bad_input, compile=o.compile, threads=o.threads_per_cell)
     if decode:
-        need = max(cell_bytes(b, preset) for b in dict.fromkeys(r.backbone for r in rows))
+        need = max(cell_bytes(b, preset) for b in dict.fromkeys(r.backbone for r in rows) if b != ANY)
         _writable_dir("--out", ctx.out_dir, need)
     store = DataStore()
     datasets = _data(o, rows, ctx, store)
     _check_splits(datasets, seeds, preset)
+    if o.references:
+        rows = with_references(rows, lambda d: datasets[d].latent_severity is not None)
     if decode:
         clip_bytes = sum(len(ds) * preset.cache_frames * preset.img_size ** 2 for ds in datasets.values())
         _writable_dir("--cache-dir", ctx.cache_dir, clip_bytes)

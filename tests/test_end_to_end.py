@@ -32,19 +32,29 @@ def table3_smoke(tmp_path_factory):
 def test_table3_smoke_writes_tables_figure_report(table3_smoke):
     out = table3_smoke / "results" / "table3"
     runs = sorted((out / "runs").glob("*.json"))
-    assert len(runs) == 6 and len(list((out / "runs").glob("*.npz"))) == 6
+    # per dataset: 3 losses + majority, untrained and oracle references; embeddings where there is an encoder
+    assert len(runs) == 12 and len(list((out / "runs").glob("*.npz"))) == 8
     csv = pd.read_csv(out / "table3.csv")
-    assert list(zip(csv["dataset"], csv["loss"])) == [
-        ("lus", "mse"), ("lus", "cl"), ("lus", "wcl"), ("adni", "mse"), ("adni", "cl"), ("adni", "wcl")]
+    rows = ["mse", "cl", "wcl", "majority", "untrained", "oracle"]
+    assert list(zip(csv["dataset"], csv["loss"])) == [(d, r) for d in ("lus", "adni") for r in rows]
+    assert csv["kind"].tolist() == (["method"] * 3 + ["reference"] * 3) * 2
     assert (csv["n"] == 1).all() and csv["accuracy_mean"].between(0, 100).all()
-    assert csv["paper_accuracy"].tolist() == [55.48, 68.25, 62.80, 31.25, 31.99, 37.51]
+    assert csv["paper_accuracy"].tolist()[:3] == [55.48, 68.25, 62.80]
+    assert csv["paper_accuracy"].tolist()[6:9] == [31.25, 31.99, 37.51]
+    md = (out / "table3.md").read_text()
+    for label in ("Majority (ref.)", "Untrained encoder (ref.)", "Oracle severity (ref.)"):
+        assert f"| {label} |" in md and label.replace("é", "e") in (out / "table3.tex").read_text()
+    assert "compatible with the paper" in md or "than the paper's" in md
+    cells = pd.read_csv(out / "cells.csv")
+    assert len(cells) == 12 and (cells["macro_f1_ci_lo"] <= cells["macro_f1"]).all()
     assert r"\toprule" in (out / "table3.tex").read_text()
     assert "| Loss | LUS Acc. (ours)" in (out / "table3.md").read_text()
     assert (out / "figure1.png").stat().st_size > 10_000
     report = (out / "report.md").read_text()
-    assert "Does the paper's direction reproduce?" in report
-    assert report.count("| LUS | tsm_r18 |") == 3 and "| ADNI | tsm_r18 | wcl | cos |" in report
-    rec = json.loads(runs[0].read_text())
+    assert "Does the paper's effect reproduce?" in report and "![effects](effects.png)" in report
+    assert (out / "effects.png").stat().st_size > 10_000
+    assert report.count("| LUS | tsm_r18 |") == 4 and "| ADNI | tsm_r18 | wcl | cos |" in report
+    rec = json.loads(next(p for p in runs if "-mse-" in p.name).read_text())
     for key in ("metrics", "settings", "numerics", "timing", "device", "versions", "git_commit", "code_version",
                 "data", "pretrained", "schema"):
         assert key in rec
@@ -58,7 +68,7 @@ def test_rerun_redoes_nothing_and_says_so(table3_smoke, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
     capsys.readouterr()
     assert run_cli(table3_smoke / "results", table3_smoke / "cache") == 0
-    assert "all 6 cells were already finished" in capsys.readouterr().out
+    assert "all 12 cells were already finished" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")} == before
 
 
@@ -97,10 +107,10 @@ def test_killed_sweep_resumes_with_the_same_tables(table3_smoke, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
-    assert 1 <= len(finished) < 6
+    assert 1 <= len(finished) < 12
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert f"resumed: {len(finished)} cells were already finished, {6 - len(finished)} ran now" in done.stdout
+    assert f"resumed: {len(finished)} cells were already finished, {12 - len(finished)} ran now" in done.stdout
     assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in runs.glob("*.json")) if n in finished} == finished
     reference = pd.read_csv(table3_smoke / "results" / "table3" / "table3.csv")
     resumed = pd.read_csv(out / "table3" / "table3.csv")
@@ -112,7 +122,8 @@ def test_beyond_grid_runs_every_loss(table3_smoke, tmp_path):
             "--cache-dir", str(table3_smoke / "cache")]
     assert main(argv) == 0
     csv = pd.read_csv(tmp_path / "beyond" / "beyond.csv")
-    assert csv["loss"].tolist() == ["mse", "cl", "wcl", "wcl_out", "rnc", "yaware", "supcon"]
+    assert csv["loss"].tolist() == ["mse", "cl", "wcl", "wcl_out", "rnc", "yaware", "supcon", "majority",
+                                    "untrained", "oracle"]
     assert (csv["n"] == 1).all() and csv["macro_f1_mean"].between(0, 1).all()
 
 
@@ -128,7 +139,7 @@ def test_pretrained_weights_are_loaded_and_recorded(table3_smoke, tmp_path):
     path = tmp_path / "tsm_tiny.safetensors"
     save_file({k: v.contiguous() for k, v in source.net.state_dict().items()}, str(path))
     argv = ["--grid", "table3", "--preset", "smoke", "--datasets", "lus", "--losses", "mse",
-            "--pretrained", f"tsm_r18={path}", "--out", str(tmp_path / "out"),
+            "--pretrained", f"tsm_r18={path}", "--no-references", "--out", str(tmp_path / "out"),
             "--cache-dir", str(table3_smoke / "cache")]
     assert main(argv) == 0
     (rec_path,) = (tmp_path / "out" / "table3" / "runs").glob("*.json")
@@ -142,7 +153,7 @@ def test_pretrained_weights_are_loaded_and_recorded(table3_smoke, tmp_path):
 def test_records_name_the_commit_the_sweep_started_from(tmp_path):
     """A commit made while a sweep runs does not change the code running it, nor its records."""
     plan = sweep.plan(sweep.SweepOptions(grid="table3", preset="smoke", datasets=["lus"], losses=["mse"],
-                                         out=tmp_path, cache_dir=tmp_path / "cache"))
+                                         out=tmp_path, cache_dir=tmp_path / "cache", references=False))
     assert plan.ctx.git_commit == git_commit()
     plan.ctx.git_commit = "commit-at-sweep-start"
     result = sweep.run(plan)

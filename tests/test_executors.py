@@ -42,7 +42,7 @@ def test_failed_cell_is_reported_once_recorded_and_sweep_goes_on(local_reference
     weights = tmp_path / "broken.safetensors"
     weights.write_bytes(b"not a checkpoint")
     argv = BASE + ["--datasets", "lus", "--backbones", "tsm_r18,resnet2d_r18", "--pretrained",
-                   f"resnet2d_r18={weights}", "--jobs", "2", "--out", str(tmp_path / "out"),
+                   f"resnet2d_r18={weights}", "--jobs", "2", "--no-references", "--out", str(tmp_path / "out"),
                    "--cache-dir", str(local_reference / "cache")]
     assert main(argv) == 1
     out = capsys.readouterr().out

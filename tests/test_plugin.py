@@ -5,6 +5,7 @@ a temporary directory put on ``sys.path``, so the environment is left as it was.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from backbones import backbone_info, create, list_backbones
 from backbones.listing import model_size
 from backbones.registry import refresh
 from bench.cli import main
+from bench.runner import CODE_VERSION
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "learner_bench_plugin_example"
 NAME = "example_c3d"
@@ -67,8 +69,14 @@ def test_plugin_runs_in_table4_grid_and_cli_listing(plugin, tmp_path, capsys):
             "--cache-dir", str(tmp_path / "cache")]
     assert main(argv) == 0
     csv = pd.read_csv(tmp_path / "table4" / "table4.csv")
-    assert set(csv["backbone"]) == {NAME} and (csv["n"] == 1).all()
-    assert sorted(zip(csv["loss"], csv["sim"])) == [("cl", "cos"), ("mse", "cos"), ("wcl", "cos"), ("wcl", "l2")]
+    methods = csv[csv["kind"] == "method"]
+    assert set(methods["backbone"]) == {NAME} and (csv["n"] == 1).all()
+    assert sorted(zip(methods["loss"], methods["sim"])) == [("cl", "cos"), ("mse", "cos"), ("wcl", "cos"), ("wcl", "l2")]
+    untrained = csv[csv["loss"] == "untrained"]
+    assert untrained["backbone"].tolist() == [NAME]
+    # a plugin's own module is part of its cells' code version
+    rec = json.loads(next((tmp_path / "table4" / "runs").glob(f"*{NAME}-mse*.json")).read_text())
+    assert rec["code_version"].startswith(CODE_VERSION + "+") and len(rec["code_version"]) == 12 + 1 + 8
 
 
 def test_refresh_forgets_a_removed_plugin(plugin, monkeypatch):

@@ -104,10 +104,12 @@ def test_sonosite_jpeg_is_rgb_and_region_outside_image_is_ignored(tmp_path):
 
 
 def test_colour_to_gray_uses_luma(tmp_path):
-    rgb = np.zeros((4, 8, 8, 3), np.uint8)
-    rgb[..., 0] = 255  # pure red
+    rgb = np.zeros((4, 16, 16, 3), np.uint8)
+    rgb[:, :8, :, 0] = 255  # pure red on top, pure blue below
+    rgb[:, 8:, :, 2] = 255
     clip = read_clip(fx.write_npy(tmp_path / "red.npy", rgb))
-    assert np.all(to_model_clip(clip, 4, 8) == round(0.299 * 255))
+    gray = to_model_clip(clip, 4, 16)
+    assert np.all(gray[:, :8] == round(0.299 * 255)) and np.all(gray[:, 8:] == round(0.114 * 255))
 
 
 def test_videos_decode(tmp_path):
@@ -118,7 +120,7 @@ def test_videos_decode(tmp_path):
 
 
 def test_array_scaling(tmp_path):
-    ramp = np.linspace(0, 1, 4 * 6 * 6, dtype=np.float32).reshape(4, 6, 6)
+    ramp = np.linspace(0, 1, 4 * 16 * 16, dtype=np.float32).reshape(4, 16, 16)
     assert read_clip(fx.write_npy(tmp_path / "f.npy", ramp)).max() == 255
     wide = (ramp * 4000).astype(np.int16)
     out = read_clip(fx.write_npy(tmp_path / "i.npy", wide))
@@ -212,6 +214,7 @@ def _bad_lus_cases(root: Path) -> dict[str, tuple[list[list[str]], dict[int, str
     fx.write_empty_video(clips / "empty.avi")
     fx.write_npy(clips / "empty.npy", np.zeros((0, 48, 64), np.uint8))
     fx.write_dicom_without_pixels(clips / "sr.dcm")
+    fx.write_npy(clips / "p09.npy", fx.us_frames(n_frames=5))  # its own clip: a shared one would leak
 
     def visit(day: int, path: str, spo2="95", fio2="0.5", patient="P03") -> list[str]:
         return [patient, f"2021-04-{day:02d}", path, spo2, fio2, "R1"]
@@ -232,7 +235,7 @@ def _bad_lus_cases(root: Path) -> dict[str, tuple[list[list[str]], dict[int, str
              11: "not a percentage", 12: "spo2 'n/a' is not a number"}),
         "duplicate scan row": ([["P03", "2021-03-09", "clips/p03_v3_R1.mp4", "95", "0.4", "R1"]],
                                {9: "duplicate scan row"}),
-        "patient with one visit": ([visit(1, "clips/p03_v1_R1.npy", patient="P09")],
+        "patient with one visit": ([visit(1, "clips/p09.npy", patient="P09")],
                                    {9: "only one visit"}),
         "unparseable or ambiguous dates": (
             [["P03", "2021-13-45", "clips/p03_v1_R1.npy", "95", "0.5", "R1"],

@@ -6,7 +6,7 @@ from scipy import stats
 from bench.grid import Row, grid_rows
 from bench.distances import distance_score_spearman
 from bench.records import RunRecord
-from bench.stats import bootstrap_ci, paired_comparison
+from bench.stats import bootstrap_ci, paired_effect
 from bench.tables import layout, summarize, to_latex, to_markdown, write_tables
 
 
@@ -31,6 +31,9 @@ def test_summarize_mean_std_paper_and_paired():
     assert s.loc[("lus", "mse"), "accuracy_std"] == pytest.approx(1.0)  # sample std of 50, 51, 52
     assert s.loc[("lus", "cl"), "paper_accuracy"] == 68.25 and s.loc[("adni", "wcl"), "paper_f1"] == 0.347
     assert s.loc[("lus", "cl"), "macro_f1_vs_mse"] == pytest.approx(0.11)  # (0.50+0.52+0.54)/3 - 0.41
+    assert s.loc[("lus", "cl"), "p_improve"] == 1.0
+    assert s.loc[("lus", "cl"), "paper_f1_vs_mse"] == pytest.approx(0.736 - 0.460)
+    assert s.loc[("lus", "cl"), "significance"] == "significant"  # +0.09, +0.10, +0.11: sd 0.01
     assert s.loc[("lus", "cl"), "n_paired"] == 3
     assert s.loc[("adni", "cl"), "n"] == 0 and np.isnan(s.loc[("adni", "cl"), "accuracy_mean"])
     lo, hi = stats.t.interval(0.95, 2, loc=61.0, scale=stats.sem([60, 61, 62]))
@@ -53,7 +56,7 @@ def test_table3_layout_bold_best_and_files(tmp_path):
     md = to_markdown(groups, columns, rows)
     assert "| Loss | LUS Acc. (ours) |" in md and "**61.00 ± 1.00**" in md
     paths = write_tables(RECORDS, grid_rows("table3"), "table3", tmp_path)
-    assert "+0.110 ± 0.010 (n=3" in paths["md"].read_text()
+    assert "+0.110 [+0.085, +0.135]" in paths["md"].read_text()
     assert paths["csv"].read_text().splitlines()[0].startswith("dataset,backbone,loss,sim")
 
 
@@ -73,21 +76,65 @@ def test_bootstrap_ci():
     assert 0 <= lo < hi <= 1
 
 
-def test_vectorised_bootstrap_f1_matches_sklearn():
-    from sklearn.metrics import f1_score
+def test_confusion_metric_matches_sklearn():
+    from sklearn.metrics import confusion_matrix, f1_score
 
-    from bench.stats import _macro_f1_rows
+    from bench.stats import confusion_metric
     rng = np.random.default_rng(0)
     t, p = rng.integers(0, 3, (20, 15)), rng.integers(0, 2, (20, 15))  # class 2 never predicted
+    cms = np.stack([confusion_matrix(a, b, labels=[0, 1, 2]) for a, b in zip(t, p)])
     want = [f1_score(a, b, labels=[0, 1, 2], average="macro", zero_division=0) for a, b in zip(t, p)]
-    np.testing.assert_allclose(_macro_f1_rows(t, p), want)
+    np.testing.assert_allclose(confusion_metric(cms, "macro_f1"), want)
+    np.testing.assert_allclose(confusion_metric(cms, "accuracy"), 100 * (t == p).mean(1))
 
 
-def test_paired_comparison_matches_scipy():
+def test_patient_bootstrap_is_wider_than_pair_bootstrap_when_pairs_cluster():
+    # 12 patients with 8 pairs each; a patient's pairs are all right or all wrong
+    patients = np.repeat(np.arange(12), 8)
+    true = np.tile([0, 1, 2, 1, 0, 1, 2, 1], 12)
+    right = np.repeat(np.arange(12) % 3 != 0, 8)
+    pred = np.where(right, true, (true + 1) % 3)
+    pair_lo, pair_hi = bootstrap_ci(true, pred, "accuracy")
+    pat_lo, pat_hi = bootstrap_ci(true, pred, "accuracy", clusters=patients)
+    assert pat_lo < pair_lo and pat_hi > pair_hi
+    assert (pat_hi - pat_lo) > 2 * (pair_hi - pair_lo)  # 8 pairs per patient: ~sqrt(8) wider
+    assert pat_lo < 100 * right.mean() < pat_hi
+
+
+def test_paired_effect_matches_scipy():
     a, b = {0: 0.5, 1: 0.6, 2: 0.55, 7: 0.9}, {0: 0.4, 1: 0.58, 2: 0.5}
-    out = paired_comparison(a, b)
-    assert out["n"] == 3 and out["mean_diff"] == pytest.approx((0.1 + 0.02 + 0.05) / 3)
-    assert out["p_value"] == pytest.approx(stats.ttest_rel([0.5, 0.6, 0.55], [0.4, 0.58, 0.5]).pvalue)
+    out = paired_effect(a, b)
+    ref = stats.ttest_rel([0.5, 0.6, 0.55], [0.4, 0.58, 0.5])
+    assert out["n"] == 3 and out["mean"] == pytest.approx((0.1 + 0.02 + 0.05) / 3)
+    assert out["p_value"] == pytest.approx(ref.pvalue)
+    assert (out["lo"], out["hi"]) == pytest.approx(tuple(ref.confidence_interval()))
+    assert out["p_improve"] == 1.0
+
+
+def test_probability_of_improvement_counts_ties_half():
+    out = paired_effect({0: 0.5, 1: 0.4, 2: 0.3, 3: 0.6}, {0: 0.4, 1: 0.4, 2: 0.5, 3: 0.5})
+    assert out["p_improve"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+
+
+@pytest.mark.parametrize("lo, hi, paper, want", [
+    (-0.017, 0.091, 0.276, "smaller than the paper's"),
+    (-0.081, 0.095, -0.129, "larger than the paper's"),
+    (-0.05, 0.30, 0.276, "compatible with the paper"),
+    (-0.05, 0.30, float("nan"), ""),
+])
+def test_verdict_against_the_papers_effect(lo, hi, paper, want):
+    from bench.stats import verdict
+    assert verdict(lo, hi, paper) == want
+
+
+def test_minimal_detectable_effect_has_80_percent_power():
+    from bench.stats import minimal_detectable_effect
+    mde = minimal_detectable_effect(0.05, 5)
+    rng = np.random.default_rng(0)
+    diffs = rng.normal(mde, 0.05, size=(20000, 5))
+    t = diffs.mean(1) / (diffs.std(1, ddof=1) / np.sqrt(5))
+    assert np.mean(np.abs(t) > stats.t.ppf(0.975, 4)) == pytest.approx(0.8, abs=0.01)
+    assert minimal_detectable_effect(0.05, 20) < mde  # more seeds detect smaller effects
 
 
 def test_spearman_within_patient_pairs():
@@ -120,3 +167,21 @@ def test_failed_and_stale_rows_are_marked(tmp_path):
     md = paths["md"].read_text()
     assert "| MSE + CL | failed | failed |" in md and "0.450 †" in md and "--rerun-stale" in md
     assert r"0.450 $^\dagger$" in paths["tex"].read_text()
+
+
+def test_reference_rows_headroom_and_no_bold(tmp_path):
+    from bench.references import ANY, with_references
+    rows = with_references([Row("lus", "tsm_r18", "mse"), Row("lus", "tsm_r18", "cl")], lambda d: True)
+    assert [(r.backbone, r.loss) for r in rows] == [
+        ("tsm_r18", "mse"), ("tsm_r18", "cl"), (ANY, "majority"), ("tsm_r18", "untrained"), (ANY, "oracle")]
+    recs = [record("lus", "mse", s, 50, 0.40 + 0.01 * s) for s in range(2)] + \
+           [record("lus", "untrained", s, 40, 0.30) for s in range(2)] + \
+           [record("lus", "oracle", s, 80, 0.70, backbone=ANY) for s in range(2)] + \
+           [record("lus", "majority", s, 90, 0.90, backbone=ANY) for s in range(2)]
+    s = summarize(recs, rows).set_index("loss")
+    assert s.loc["mse", "headroom"] == pytest.approx((0.405 - 0.30) / (0.70 - 0.30))
+    assert np.isnan(s.loc["untrained", "headroom"]) and s.loc["oracle", "kind"] == "reference"
+    assert np.isnan(s.loc["majority", "macro_f1_vs_mse"])  # references are not compared with MSE
+    _, _, body = layout(summarize(recs, rows), "table4")
+    majority = next(r for r in body if r[1].text == "Majority (ref.)")
+    assert majority[0].text == "–" and not majority[3].bold  # the best F1, but not a method

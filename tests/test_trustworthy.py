@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def options(tmp: Path, cache: Path, **kw) -> sweep.SweepOptions:
-    base = dict(grid="table3", preset="smoke", datasets=["lus"], losses=["mse"], out=tmp / "out", cache_dir=cache)
+    base = dict(grid="table3", preset="smoke", datasets=["lus"], losses=["mse"], out=tmp / "out", cache_dir=cache,
+                references=False)
     return sweep.SweepOptions(**{**base, **kw})
 
 
@@ -63,7 +64,7 @@ def test_source_digest_ignores_formatting():
 
 
 def test_stale_cells_are_named_marked_and_rerun_on_request(tmp_path, cache, capsys):
-    argv = ["--grid", "table3", "--preset", "smoke", "--datasets", "lus", "--losses", "mse",
+    argv = ["--grid", "table3", "--preset", "smoke", "--datasets", "lus", "--losses", "mse", "--no-references",
             "--out", str(tmp_path), "--cache-dir", str(cache)]
     assert main(argv) == 0
     (path,) = (tmp_path / "table3" / "runs").glob("*.json")
@@ -214,7 +215,7 @@ def test_corrupt_sidecar_and_record_do_not_crash(tmp_path, cache, capsys):
     capsys.readouterr()
     with pytest.warns(UserWarning, match="is not a readable embedding file"):
         assert main(argv + ["--tables-only"]) == 0
-    assert "1 of 3 cells have no readable record" in capsys.readouterr().out
+    assert "1 of 6 cells have no readable record" in capsys.readouterr().out
     with pytest.warns(UserWarning):
         assert main(argv) == 0
     out = capsys.readouterr().out
@@ -227,7 +228,7 @@ def test_python_api_and_cli_name_the_same_cells(tmp_path, cache):
     assert main(argv) == 0
     plan = sweep.plan(sweep.SweepOptions(grid="table3", preset="smoke", datasets=["lus"], out=tmp_path,
                                          cache_dir=cache))
-    assert len(sweep.cell_states(plan).finished) == len(plan.specs) == 3
+    assert len(sweep.cell_states(plan).finished) == len(plan.specs) == 6  # 3 losses + 3 references
 
 
 # --- bad command lines --------------------------------------------------------------------

@@ -30,11 +30,12 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
-from bench.data.realdata import (build_dataset, closest, empty_scans,
-                                 parse_dates, parse_number, probe_files, read_csv_table,
+from bench.data.realdata import (CsvError, build_dataset, closest, empty_scans, file_problems,
+                                 is_file, parse_dates, parse_number, read_csv_table, resolve,
                                  sorted_problems, with_table_checks)
 from bench.data.scans import LongitudinalDataset, Problem
 from bench.data.sources import parse_kv, register_source
@@ -89,8 +90,10 @@ def _options(arg: str | None) -> Options:
     except ValueError:
         raise ValueError(f"adni tolerance_days must be a whole number of days, got "
                          f"{extra['tolerance_days']!r}") from None
-    return Options(Path(parts[0]).expanduser().resolve(), Path(parts[1]).expanduser().resolve(),
-                   join, tolerance)
+    (csv, csv_error), (folder, folder_error) = (resolve(Path(p).expanduser()) for p in parts[:2])
+    if csv_error or folder_error:
+        raise ValueError(f"{csv if csv_error else folder}: {csv_error or folder_error}")
+    return Options(csv, folder, join, tolerance)
 
 
 def _search(pattern: re.Pattern, rel: Path):
@@ -242,30 +245,41 @@ def _duplicates(rows: pd.DataFrame, label: int, uid_joined: bool) -> list[int]:
     return [int(r) for r in rows.index[same] if r != label]
 
 
-def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
-    """Join table and volumes: the scan table (index = table line) and every problem."""
+def validate(arg: str | None, *, decode: bool = False,
+             on_file: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, list[Problem]]:
+    """Join table and volumes: the scan table (index = table line) and every problem.
+
+    Volumes are probed (header, data length) or, with ``decode``, read in full as training
+    will (``on_file(i, n)`` reports progress). A ragged table row joins nothing (its cells
+    may be shifted) and is reported with its line.
+    """
     try:
         opts = _options(arg)
     except ValueError as e:
         return empty_scans(), [Problem(str(e))]
-    if not opts.csv.is_file():
+    if not is_file(opts.csv):
         return empty_scans(), [Problem("ADNI table not found", path=str(opts.csv))]
-    if not opts.folder.is_dir():
+    if not is_file(opts.folder, folder=True):
         return empty_scans(), [Problem("NIfTI folder not found", path=str(opts.folder))]
     try:
-        table = read_csv_table(opts.csv)
-    except (ValueError, UnicodeDecodeError) as e:
-        return empty_scans(), [Problem(f"unreadable CSV ({e})", path=str(opts.csv))]
+        table, csv_problems = read_csv_table(opts.csv)
+    except CsvError as e:
+        return empty_scans(), [Problem(str(e), path=str(opts.csv))]
     cols, problems = _columns(table, opts)
-    files = sorted(p for p in opts.folder.rglob("*")
-                   if p.is_file() and p.name.lower().endswith((".nii", ".nii.gz")))
-    if not files:
+    entries = [p for p in opts.folder.rglob("*") if p.name.lower().endswith((".nii", ".nii.gz"))]
+    files = sorted(p for p in entries if is_file(p))
+    if not entries:
         problems.append(Problem("no .nii / .nii.gz volumes found", path=str(opts.folder)))
     if problems:
         return empty_scans(), problems
 
-    rows = _rows(table, cols)
-    records, problems = [], []
+    rows = _rows(table.drop(index=list(csv_problems)), cols)
+    records = []
+    problems = [Problem(message, int(label), str(opts.csv), f"table row {label}")
+                for label, message in csv_problems.items()]
+    for path in sorted(p for p in entries if not is_file(p) and p.is_symlink()):
+        problems.append(Problem("volume is a broken symlink or a symlink loop", path=str(path),
+                                scan_id=path.relative_to(opts.folder).as_posix()))
     for path in files:
         volume = _volume(path, opts.folder)
         label, how = _join(volume, rows, opts)
@@ -288,7 +302,8 @@ def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
                                     f"describe the same visit of {row['patient']}", **where))
     scans = (pd.DataFrame(records).set_index("label").rename_axis(None) if records
              else empty_scans())
-    return scans, sorted_problems(with_table_checks(scans, problems + probe_files(scans)))
+    files_checked = file_problems(scans, decode=decode, on_file=on_file)
+    return scans, sorted_problems(with_table_checks(scans, problems + files_checked))
 
 
 @register_source("adni")

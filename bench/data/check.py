@@ -1,17 +1,23 @@
 """``python run_all.py check-data SPEC``: what a data source would give training, and every
 problem in it — without training and without stopping at the first problem.
 
-Real-data sources expose ``validate(arg) -> (scans, problems)`` (plus ``KIND`` and
-``SCORE_NAME``), the same function their factory uses, so this report lists exactly what
-training would fail on (or skip). Other sources (synthetic, third-party) are loaded and
-summarised; a ``DataError`` they raise is reported as their problems. Statistics cover
+Real-data sources expose ``validate(arg, decode=..., on_file=...) -> (scans, problems)``
+(plus ``KIND`` and ``SCORE_NAME``), the same function their factory uses, so this report
+lists exactly what training would fail on (or skip). By default every clip is decoded in
+full with the checks training applies (a corrupt middle of a video, NaN in an array, a
+blank clip, fewer frames than declared), with a progress bar; ``quick`` only probes each
+file (header, first and last frame), as training does before its clip-cache warm-up.
+Other sources (synthetic, third-party) are loaded and summarised; a ``DataError`` they
+raise is reported as their problems. Statistics cover
 the usable scans: the rows left after dropping the problem rows, i.e. what
 ``--on-bad-input skip`` would train on.
 """
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pandas as pd
 
@@ -37,6 +43,7 @@ class DataReport:
     pairs: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    decoded: bool | None = None  # real data: every clip decoded in full (False: quick probe)
 
     @property
     def ok(self) -> bool:
@@ -55,18 +62,39 @@ def _summarise(report: DataReport, scans: pd.DataFrame) -> None:
     report.pairs = label_counts(make_pairs(scans, label_rule(report.kind)))
 
 
-def check_data(spec: str, on_bad_input: str = "fail") -> DataReport:
-    """Validate a source spec and summarise it; problems are collected, never raised."""
+@contextmanager
+def _progress_bar(what: str):
+    """A transient rich progress bar on stderr (drawn only on a terminal) as ``on_file(i, n)``."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(what, total=None)
+
+        def on_file(i: int, n: int) -> None:
+            progress.update(task, completed=i + 1, total=n)
+        yield on_file
+
+
+def check_data(spec: str, on_bad_input: str = "fail", *, quick: bool = False,
+               progress: bool | Callable[[int, int], None] = True) -> DataReport:
+    """Validate a source spec and summarise it; problems are collected, never raised.
+
+    ``quick``: probe files instead of decoding every clip. ``progress``: a progress bar on
+    stderr (True), none (False), or a callable ``on_file(i, n)``.
+    """
     report = DataReport(spec, on_bad_input)
     name, arg = parse_spec(spec)
     module = source_module(name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ClipWarning)
         if hasattr(module, "validate"):
-            report.kind, report.score_name = module.KIND, module.SCORE_NAME
-            scans, report.problems = module.validate(arg)
+            report.kind, report.score_name, report.decoded = module.KIND, module.SCORE_NAME, not quick
+            what = "probing files" if quick else "decoding every clip"
+            with (_progress_bar(what) if progress is True else nullcontext(progress or None)) as on_file:
+                scans, report.problems = module.validate(arg, decode=not quick, on_file=on_file)
             # Rows of the table plus files that joined no row (ADNI volumes without a visit).
-            unjoined = {p.scan_id for p in report.problems if p.scan_id} - set(scans["scan_id"])
+            unjoined = {p.scan_id for p in report.problems if p.scan_id and p.row is None} - set(scans["scan_id"])
             report.n_scans_found = len(scans) + len(unjoined)
             try:
                 usable, _ = apply_policy(spec, scans, report.problems, "skip")
@@ -95,6 +123,9 @@ def format_report(report: DataReport) -> str:
         lines.append(f"  kind: {report.kind}, score: {report.score_name}")
     lines.append(f"  scans: {report.n_scans} usable of {report.n_scans_found} found, "
                  f"patients: {report.n_patients}")
+    if report.decoded is not None and report.n_scans_found:
+        lines.append("  files: every clip decoded in full" if report.decoded else
+                     "  files: quick probe only (header, first and last frame); decode errors show at training")
     if report.visits_per_patient:
         lo, mean, hi = report.visits_per_patient
         lines.append(f"  visits per patient: min {lo}, mean {mean:.2f}, max {hi}")

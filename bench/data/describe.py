@@ -19,6 +19,25 @@ Nuisance dominance: the one-way intraclass correlation ICC(1) by patient of each
 Spearman correlation with the score. Recoverability: the Spearman correlation of the
 biomarker with the score over all clips, and of its change with the score change over
 consecutive-visit pairs.
+
+What the generators' ``label_noise`` and ``shortcut`` knobs do, measured the same way for
+every source:
+
+* Oracle (label noise; only for sources with the ``latent_severity`` hook, i.e. synthetic
+  ones, and without rendering): the downstream pair classifier of the benchmark
+  (``train_classifier``, ``quick`` preset settings) given per scan only the latent severity
+  the clip was rendered with, ``[sev_a, sev_b, sev_b − sev_a]``, trained on the train
+  pairs of the seed-0 patient split, selected on val, reported on test pairs (macro-F1 and
+  accuracy = how often its pair labels agree with the score-derived ones) — the most any
+  encoder can reach; plus the Spearman correlation of the latent change with the score
+  change over all consecutive pairs.
+* Shortcut: a patient-fixed appearance statistic that the disease does not change — LUS:
+  near-field brightness, the mean of the top quarter of the time-averaged image (the chest
+  wall: the scanner's gain / dynamic range / gamma); MRI: head area, the filled head mask's
+  share of the field of view in the central third of the slices (head size). Its patient
+  mean vs the patient's mean score (mean over visits), Spearman across patients, next to
+  its change vs the score change over consecutive pairs (within patients). A shortcut shows
+  as a strong across-patient correlation with no within-patient one.
 """
 from __future__ import annotations
 
@@ -33,6 +52,9 @@ from bench.data.pairs import LABELS, label_counts, label_rule, make_pairs
 from bench.data.scans import LongitudinalDataset
 
 BIOMARKERS = {"lus": "subpleural brightness / clip mean", "mri": "dark fraction of head, central slices"}
+APPEARANCE = {"lus": "near-field brightness (top quarter of the image)",
+              "mri": "head area (share of the field of view, central slices)"}
+ORACLE_PRESET = "quick"   # the downstream classifier's settings for the oracle
 
 
 def icc1(values: np.ndarray, groups: np.ndarray) -> float:
@@ -50,22 +72,25 @@ def icc1(values: np.ndarray, groups: np.ndarray) -> float:
     return float((msb - msw) / denom) if denom > 0 else float("nan")
 
 
-def _biomarker(kind: str, clip: np.ndarray, mean_img: np.ndarray, bright_row: int) -> float:
+def _biomarker_and_appearance(kind: str, clip: np.ndarray, mean_img: np.ndarray,
+                              bright_row: int) -> tuple[float, float]:
+    """The clip's biomarker statistic and its patient-appearance (shortcut) statistic."""
     size = mean_img.shape[0]
     if kind == "lus":
         below = mean_img[min(size - 1, bright_row + max(1, size // 16)):]
-        return float(below.mean() / max(mean_img.mean(), 1e-6))
+        return float(below.mean() / max(mean_img.mean(), 1e-6)), float(mean_img[: max(1, size // 4)].mean())
     frames = clip.shape[0]
     central = clip[frames // 3: max(frames // 3 + 1, 2 * frames // 3)].astype(np.float32)
     level = np.percentile(clip, 99)
-    fractions = []
+    fractions, areas = [], []
     for img in central:
         head = ndi.binary_fill_holes(img > 0.15 * level)
+        areas.append(head.mean())
         if head.sum() == 0:
             continue
         dark = head & (img < 0.5 * np.percentile(img[head], 90))
         fractions.append(dark.sum() / head.sum())
-    return float(np.mean(fractions)) if fractions else float("nan")
+    return (float(np.mean(fractions)) if fractions else float("nan")), float(np.mean(areas))
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -73,6 +98,42 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
         return float("nan")
     return float(spearmanr(a[ok], b[ok]).statistic)
+
+
+def oracle(dataset: LongitudinalDataset, seed: int = 0) -> dict | None:
+    """The downstream classifier on per-scan latent severity (see the module docstring);
+    None when the source has no ``latent_severity`` hook (real data)."""
+    if dataset.latent_severity is None:
+        return None
+    import torch
+
+    from bench.data.splits import SPLITS, split_patients
+    from bench.presets import get_preset
+    from bench.train import pair_features, train_classifier
+
+    scans = dataset.scans
+    severity = np.array([dataset.latent_severity(row) for _, row in scans.iterrows()], dtype=np.float32)
+    pairs = make_pairs(scans, label_rule(dataset.kind))
+    split_of = np.empty(len(scans), dtype=object)
+    if dataset.n_patients >= 3:       # fewer: no 3-way split, no oracle figures (NaN)
+        for name, rows in split_patients(scans, seed).items():
+            split_of[rows] = name
+    by_split = {name: pairs[split_of[pairs["a"].to_numpy()] == name] for name in SPLITS}
+    d_sev = severity[pairs["b"]] - severity[pairs["a"]]
+    out = {"seed": seed, "test_pairs": len(by_split["test"]), "macro_f1": float("nan"), "accuracy": float("nan"),
+           "spearman_within": _spearman(d_sev, (pairs["score_b"] - pairs["score_a"]).to_numpy())}
+    if len(by_split["train"]) and len(by_split["test"]):
+        u = torch.from_numpy(severity[:, None])
+        feats = {k: pair_features(u, v["a"].to_numpy(), v["b"].to_numpy()) for k, v in by_split.items()}
+        labels = {k: v["label"].to_numpy() for k, v in by_split.items()}
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)   # 3 features: extra threads only add start-up cost (0.4 s vs 15 s, busy 2 cores)
+        try:
+            metrics = train_classifier(feats, labels, get_preset(ORACLE_PRESET), seed).metrics
+        finally:
+            torch.set_num_threads(threads)
+        out.update(macro_f1=float(metrics["macro_f1"]), accuracy=float(metrics["accuracy"]))
+    return out
 
 
 def describe(dataset: LongitudinalDataset, frames: int = 8, size: int = 64, max_clips: int | None = None) -> dict:
@@ -110,9 +171,10 @@ def describe(dataset: LongitudinalDataset, frames: int = 8, size: int = 64, max_
         mean_img = clip.astype(np.float32).mean(0)
         bright_row = int(np.argmax(mean_img.mean(1)))
         stats.append((mean_img.mean(), clip.std(), bright_row / size,
-                      _biomarker(dataset.kind, clip, mean_img, bright_row)))
+                      *_biomarker_and_appearance(dataset.kind, clip, mean_img, bright_row)))
     render_s = time.perf_counter() - render_start
-    stat = pd.DataFrame(stats, columns=["mean_intensity", "std_intensity", "brightest_row_depth", "biomarker"])
+    stat = pd.DataFrame(stats, columns=["mean_intensity", "std_intensity", "brightest_row_depth", "biomarker",
+                                        "appearance"])
     pid = subset["patient_id"].to_numpy()
     score = subset["score"].to_numpy(float)
 
@@ -127,6 +189,15 @@ def describe(dataset: LongitudinalDataset, frames: int = 8, size: int = 64, max_
     out["biomarker"] = {"statistic": BIOMARKERS[dataset.kind],
                         "spearman_pooled": _spearman(bio, score),
                         "spearman_within": _spearman(d_bio, d_score), "within_pairs": len(sub_pairs)}
+    look = stat["appearance"].to_numpy()
+    patient_look = pd.Series(look).groupby(pid, sort=False).mean()
+    patient_score = subset.groupby(["patient_id", "visit"], sort=False)["score"].mean().groupby(level=0).mean()
+    out["shortcut"] = {"statistic": APPEARANCE[dataset.kind], "patients": len(patient_look),
+                       "spearman_across": _spearman(patient_look.to_numpy(),
+                                                    patient_score.loc[patient_look.index].to_numpy()),
+                       "spearman_within": _spearman(look[sub_pairs["b"]] - look[sub_pairs["a"]], d_score),
+                       "within_pairs": len(sub_pairs)}
+    out["oracle"] = oracle(dataset)
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -149,6 +220,20 @@ def format_description(d: dict) -> str:
         f"    Spearman vs {d['score_name']}, pooled over clips:         {d['biomarker']['spearman_pooled']:+.3f}",
         f"    Spearman of changes, consecutive pairs (n={d['biomarker']['within_pairs']}): "
         f"{d['biomarker']['spearman_within']:+.3f}",
+        f"  shortcut statistic: {d['shortcut']['statistic']}",
+        f"    Spearman of patient mean vs mean {d['score_name']}, across patients (n={d['shortcut']['patients']}):"
+        f" {d['shortcut']['spearman_across']:+.3f}",
+        f"    Spearman of changes, consecutive pairs (n={d['shortcut']['within_pairs']}): "
+        f"{d['shortcut']['spearman_within']:+.3f}",
+        _oracle_line(d["oracle"], d["score_name"]),
         f"  ({d['seconds']:.1f} s)",
     ]
     return "\n".join(lines)
+
+
+def _oracle_line(o: dict | None, score_name: str) -> str:
+    if o is None:
+        return "  oracle: none (the source renders no latent severity: real data)"
+    return (f"  oracle (classifier on the rendered latent severity, seed-{o['seed']} split, "
+            f"{o['test_pairs']} test pairs): macro-F1 {o['macro_f1']:.3f}, accuracy {o['accuracy']:.1f} %\n"
+            f"    Spearman of latent change vs {score_name} change, all consecutive pairs: {o['spearman_within']:+.3f}")

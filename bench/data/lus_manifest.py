@@ -25,16 +25,20 @@ date: ``2021-03-18`` (optionally with a time), ``20210318``, ``3/18/2021`` (mont
 unless the column shows day-first values), ``18.03.2021``, ``18-Mar-2021``,
 ``March 18, 2021``. Validation reports, with the manifest line and file: unknown/missing
 columns, blank or unparseable cells, scores out of range, duplicate rows, patients with
-one visit, and files that are missing, unreadable, truncated, empty or lack pixel data.
+one visit, one clip under two patients, paths that do not resolve (symlink loops), files
+that are missing, unreadable, truncated, empty, lack pixel data or have frames under 16
+pixels; and, reading the CSV (:func:`~bench.data.realdata.read_csv_table`), ragged rows,
+lines that are not UTF-8, another delimiter or encoding.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
-from bench.data.realdata import (build_dataset, closest, empty_scans,
-                                 parse_dates, parse_number, probe_files, read_csv_table,
+from bench.data.realdata import (CsvError, build_dataset, closest, empty_scans, file_problems,
+                                 is_file, parse_dates, parse_number, read_csv_table, resolve,
                                  sorted_problems, with_table_checks)
 from bench.data.scans import LongitudinalDataset, Problem
 from bench.data.sources import register_source
@@ -118,17 +122,22 @@ def _visits(raw: pd.Series) -> tuple[pd.Series, dict]:
     return parse_dates(raw, "visit")
 
 
-def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
-    """Parse and check a manifest: the scan table (index = manifest line) and every problem."""
+def validate(arg: str | None, *, decode: bool = False,
+             on_file: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, list[Problem]]:
+    """Parse and check a manifest: the scan table (index = manifest line) and every problem.
+
+    Files are probed (header, first/last frame) or, with ``decode``, decoded in full as
+    training will (``on_file(i, n)`` reports progress).
+    """
     if not arg:
         return empty_scans(), [Problem("lus-manifest needs a path: lus-manifest:/path/to/manifest.csv")]
-    manifest = Path(arg).expanduser().resolve()
-    if not manifest.is_file():
-        return empty_scans(), [Problem("manifest file not found", path=str(manifest))]
+    manifest, error = resolve(Path(arg).expanduser())
+    if error or not is_file(manifest):
+        return empty_scans(), [Problem(error or "manifest file not found", path=str(manifest))]
     try:
-        table = read_csv_table(manifest)
-    except (ValueError, UnicodeDecodeError) as e:
-        return empty_scans(), [Problem(f"unreadable CSV ({e})", path=str(manifest))]
+        table, csv_problems = read_csv_table(manifest)
+    except CsvError as e:
+        return empty_scans(), [Problem(str(e), path=str(manifest))]
     table.columns = [c.lower() for c in table.columns]
     problems = _column_problems(list(table.columns))
     if not problems and table.empty:
@@ -138,17 +147,25 @@ def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
 
     ids = table["scan_id"] if "scan_id" in table.columns else pd.Series("", index=table.index)
     ids = ids.where(ids != "", "row" + table.index.astype(str))
-    sources = table["path"].map(
-        lambda p: str((manifest.parent / Path(p).expanduser()).resolve()) if p else "")
-    visits, visit_errors = _visits(table["visit"])
+    ids.loc[list(csv_problems)] = ["row" + str(label) for label in csv_problems]  # cells may be shifted
+    resolved = {label: resolve(manifest.parent / Path(p).expanduser()) if p else (None, None)
+                for label, p in table["path"].items()}
+    sources = pd.Series({label: str(path) if path else "" for label, (path, _) in resolved.items()},
+                        index=table.index, dtype=object)
+    visits, visit_errors = _visits(table["visit"].drop(index=list(csv_problems)))
+    visits = visits.reindex(table.index)
     scored = [_score(row) for _, row in table.iterrows()]
     scans = pd.DataFrame({"patient_id": table["patient_id"], "visit": visits, "scan_id": ids,
                           "score": [s for s, _ in scored], "source": sources}, index=table.index)
     if "zone" in table.columns:
         scans["zone"] = table["zone"]
 
-    problems = []
+    problems, unreadable = [], set()
     for (label, row), (_, score_error) in zip(table.iterrows(), scored):
+        if label in csv_problems:  # cells cannot be trusted: this is its one problem
+            problems.append(Problem(csv_problems[label], int(label), str(manifest), ids[label]))
+            unreadable.add(label)
+            continue
         where = dict(row=int(label), path=sources[label] or None, scan_id=ids[label])
         if not row["patient_id"]:
             problems.append(Problem("patient_id is blank", **where))
@@ -156,9 +173,13 @@ def validate(arg: str | None) -> tuple[pd.DataFrame, list[Problem]]:
             problems.append(Problem(visit_errors[label], **where))
         if not row["path"]:
             problems.append(Problem("path is blank", **where))
+        elif resolved[label][1]:
+            problems.append(Problem(f"path {row['path']!r}: {resolved[label][1]}", **where))
+            unreadable.add(label)
         if score_error:
             problems.append(Problem(score_error, **where))
-    return scans, sorted_problems(with_table_checks(scans, problems + probe_files(scans)))
+    files = file_problems(scans[~scans.index.isin(unreadable)], decode=decode, on_file=on_file)
+    return scans, sorted_problems(with_table_checks(scans, problems + files))
 
 
 @register_source("lus-manifest")

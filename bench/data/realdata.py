@@ -1,43 +1,162 @@
 """What the real-data sources (``lus-manifest``, ``adni``) share.
 
-Reading the user's CSV so that every row keeps its line number, column-name suggestions,
-strict date parsing that copes with mixed formats, the file probes, and turning a
+Reading the user's CSV so that every row keeps its line number (and a malformed row or
+file is one clear problem, never an exception), column-name suggestions, strict date
+parsing that copes with mixed formats, path resolution that survives symlink loops, the
+file checks (probe or full decode), the one-clip-two-patients check, and turning a
 validated scan table into a :class:`LongitudinalDataset` with a content cache key. Each
-source exposes ``validate(arg) -> (scans, problems)``; its factory and ``check-data`` both
-call it, so training and the data check see exactly the same problems.
+source exposes ``validate(arg, decode=False, on_file=None) -> (scans, problems)``; its
+factory and ``check-data`` both call it, so training and the data check see exactly the
+same problems.
 """
 from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import re
+import stat
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from bench.data.preprocess import to_model_clip
-from bench.data.readers import ClipReadError, probe_clip, read_clip
+from bench.data.readers import ClipReadError, decode_clip, probe_clip, verify_clip
 from bench.data.scans import (OPTIONAL_COLUMNS, SCAN_COLUMNS, LongitudinalDataset, Problem,
                               apply_policy, table_problems)
 
 # Bump when a reader changes what it returns for the same file (invalidates cached clips).
-READER_VERSION = 1
+READER_VERSION = 2
 POLICIES = ("fail", "skip")
 
 
-def read_csv_table(path: str | Path) -> pd.DataFrame:
-    """The CSV as stripped strings, indexed by line number (header = line 1), blank lines dropped.
+class CsvError(ValueError):
+    """A CSV that cannot be read as a table at all; the message says why and what to do."""
 
-    Everything stays text so each source parses and reports messy cells itself.
+
+_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _decode_lines(data: bytes) -> tuple[str, dict[int, str]]:
+    """UTF-8 text of the file and ``{line: why}`` for lines that are not UTF-8 (decoded
+    with replacement characters so every other line still reads)."""
+    try:
+        return data.decode("utf-8"), {}
+    except UnicodeDecodeError:
+        pass
+    lines, bad = [], {}
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            byte = raw[e.start:e.start + 1]
+            guess = byte.decode("cp1252", errors="replace")
+            bad[number] = (f"line {number} is not UTF-8 text (byte 0x{byte.hex().upper()} at column "
+                           f"{e.start + 1}, {guess!r} in Windows-1252/Latin-1): save the file as UTF-8 "
+                           f"(Excel: 'CSV UTF-8')")
+            lines.append(raw.decode("utf-8", errors="replace"))
+    return "\n".join(lines), bad
+
+
+def read_csv_table(path: str | Path) -> tuple[pd.DataFrame, dict[int, str]]:
+    """The CSV as stripped strings, indexed by line number (header = line 1), blank lines
+    dropped, and ``{line: problem}`` for rows that cannot be trusted: ragged rows (more or
+    fewer cells than the header) and lines that are not UTF-8. Their cells are kept as read.
+
+    Raises :class:`CsvError` (one line) when there is no table to read: an unreadable or
+    empty file, UTF-16/32 or binary data, another delimiter ("looks semicolon-separated"),
+    a header that is not UTF-8, repeated or unnamed columns. Everything stays text so each
+    source parses and reports messy cells itself.
     """
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                        encoding="utf-8-sig")
-    table.index = table.index + 2
-    table.columns = [str(c).strip() for c in table.columns]
-    table = table.apply(lambda col: col.str.strip())
-    return table[(table != "").any(axis=1)]
+    import codecs
+    import csv
+    import io
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CsvError(f"cannot read the file ({e.strerror or e})") from None
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise CsvError("the file is UTF-16/UTF-32 encoded (e.g. Excel's 'Unicode Text'); save it as "
+                       "CSV UTF-8, comma-separated")
+    if b"\0" in data:
+        raise CsvError("the file holds NUL bytes: not a text CSV (binary, or UTF-16 without a byte-order "
+                       "mark); save it as CSV UTF-8, comma-separated")
+    text, bad_lines = _decode_lines(data.removeprefix(codecs.BOM_UTF8))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records, first = [], 1
+    try:
+        for cells in reader:
+            records.append((first, reader.line_num, [c.strip() for c in cells]))
+            first = reader.line_num + 1
+    except csv.Error as e:
+        raise CsvError(f"line {reader.line_num}: not valid CSV ({e})") from None
+    records = [r for r in records if any(r[2])]
+    if not records:
+        raise CsvError("the file is empty: no header and no rows")
+    header_line, header_end, header = records[0]
+    if any(header_line <= line <= header_end for line in bad_lines):
+        raise CsvError(f"the header is not UTF-8 text ({bad_lines[min(bad_lines)]})")
+    for sep, name in _DELIMITERS.items():  # more of them in the header than commas
+        if ",".join(header).count(sep) >= len(header):
+            raise CsvError(f"looks {name}-separated (header {','.join(header)!r} has {len(header)} "
+                           f"comma-separated column(s)); save it comma-separated")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, 1):
+        if name and name.lower() in seen:
+            raise CsvError(f"column {name!r} appears twice (columns {seen[name.lower()]} and {i}; names "
+                           f"are case-insensitive)")
+        seen[name.lower()] = i
+    width = len(header)
+    while width and not header[width - 1]:
+        width -= 1  # trailing delimiters; values under them make a row ragged
+    for i in (i for i in range(width) if not header[i]):
+        if any(len(c) > i and c[i] for _, _, c in records[1:]):
+            raise CsvError(f"column {i + 1} has no name but holds values; name it (prefix '_' to keep "
+                           f"it as a note)")
+        header[i] = f"_column{i + 1}"  # empty throughout: ignored like a note
+    long = {len(c) for _, _, c in records[1:] if any(c[width:])}
+    if len(long) == 1 and all(any(c[width:]) for _, _, c in records[1:]):
+        raise CsvError(f"every row has {long.pop()} cells but the header names {width} columns: "
+                       f"name the missing column(s)")
+    rows, index, problems = [], [], {}
+    for first, last, cells in records[1:]:
+        extra = [c for c in cells[width:] if c]
+        if extra or len(cells) < width:
+            detail = (f"extra {extra[:3]!r}" if extra else
+                      f"nothing for {', '.join(repr(h) for h in header[len(cells):width])}")
+            problems[first] = (f"row has {len(cells)} cells, the header has {width} ({detail}); " + (
+                f"its quote opened on line {first} closes on line {last}: an unbalanced quote?" if last > first
+                else "a stray or missing delimiter? (quote cells that contain commas)"))
+        if bad := [bad_lines[line] for line in range(first, last + 1) if line in bad_lines]:
+            problems[first] = bad[0] if first not in problems else f"{problems[first]}; {bad[0]}"
+        rows.append((cells + [""] * width)[:width])
+        index.append(first)
+    table = pd.DataFrame(rows, columns=header[:width], index=index, dtype=object)
+    return table, problems
+
+
+def resolve(path: str | Path) -> tuple[Path, str | None]:
+    """``path`` made absolute with symlinks resolved, or (absolute path, why not): a symlink
+    loop, an embedded NUL, a name too long — never an exception."""
+    path = Path(path)
+    try:
+        return path.resolve(), None
+    except RuntimeError:
+        return path.absolute(), "symlink loop: the path's links point at each other"
+    except (OSError, ValueError) as e:
+        return path.absolute(), f"path cannot be resolved ({getattr(e, 'strerror', None) or e})"
+
+
+def is_file(path: Path, folder: bool = False) -> bool:
+    """``path.is_file()`` (``is_dir()`` with ``folder``), False where the path cannot be checked."""
+    try:
+        return path.is_dir() if folder else path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def closest(name: str, candidates) -> str | None:
@@ -139,24 +258,82 @@ def with_table_checks(scans: pd.DataFrame, problems: list[Problem]) -> list[Prob
     the fail-policy list exactly the rows that the skip policy drops.
     """
     named = {p.scan_id for p in problems}
-    return problems + table_problems(scans[~scans["scan_id"].isin(named)])
+    fine = scans[~scans["scan_id"].isin(named)]
+    return problems + table_problems(fine) + shared_file_problems(fine)
 
 
-def probe_files(scans: pd.DataFrame) -> list[Problem]:
-    """One problem per row whose file fails :func:`probe_clip` (each file probed once)."""
+def file_problems(scans: pd.DataFrame, *, decode: bool = False,
+                  on_file: Callable[[int, int], None] | None = None) -> list[Problem]:
+    """One problem per row whose file fails :func:`probe_clip` — or, with ``decode``,
+    :func:`verify_clip` (every frame decoded, as training will). Each file is read once;
+    ``on_file(i, n)`` reports progress over the rows."""
+    checks = verify_clip if decode else probe_clip
     verdict: dict[str, str | None] = {}
     problems = []
-    for row, source, scan_id in zip(scans.index, scans["source"], scans["scan_id"]):
-        if not source:
-            continue
-        if source not in verdict:
+    for i, (row, source, scan_id) in enumerate(zip(scans.index, scans["source"], scans["scan_id"])):
+        if source and source not in verdict:
             try:
-                probe_clip(source)
+                checks(source)
                 verdict[source] = None
             except ClipReadError as e:
                 verdict[source] = e.reason
-        if verdict[source]:
+        if source and verdict[source]:
             problems.append(Problem(verdict[source], int(row), source, str(scan_id)))
+        if on_file:
+            on_file(i, len(scans))
+    return problems
+
+
+def _content_digest(path: str, head: bool) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if head:
+            h.update(f.read(1 << 20))
+        else:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def shared_file_problems(scans: pd.DataFrame) -> list[Problem]:
+    """Rows of different patients that name the same file — the same resolved path, or
+    files with identical content — a clip cannot belong to two patients (it would leak
+    between train and test). Every such row is named, with the rows it shares the file with.
+    Only files of equal size are hashed (the first MiB, then all of it on a match)."""
+    identity: dict[str, str] = {}
+    by_size: dict[int, list[str]] = {}
+    for source in dict.fromkeys(s for s in scans["source"] if s):
+        identity[source] = source
+        try:
+            st = os.stat(source)
+        except (OSError, ValueError):
+            continue
+        if stat.S_ISREG(st.st_mode):
+            by_size.setdefault(st.st_size, []).append(source)
+    for candidates in by_size.values():
+        for head in (True, False):  # the first MiB sorts most apart; only matches are read whole
+            digests: dict[str, list[str]] = {}
+            for source in candidates if len(candidates) > 1 else ():
+                try:
+                    digests.setdefault(_content_digest(source, head), []).append(source)
+                except OSError:
+                    continue
+            candidates = [s for same in digests.values() if len(same) > 1 for s in same]
+        for digest, same in digests.items():
+            identity.update({source: f"sha256:{digest}" for source in same if len(same) > 1})
+    keys = scans["source"].map(lambda s: identity.get(s) if s else None)
+    problems = []
+    for key, rows in scans.groupby(keys, sort=False):
+        if rows["patient_id"].nunique() < 2:
+            continue
+        for label, row in rows.iterrows():
+            others = rows[rows["patient_id"] != row["patient_id"]]
+            same = "; ".join(f"row {int(o)} (patient {p!r}" + (f", {s})" if s != row["source"] else ")")
+                             for o, p, s in zip(others.index, others["patient_id"], others["source"]))
+            what = "the same file" if (others["source"] == row["source"]).all() else "a file with identical content"
+            problems.append(Problem(f"{what} is listed for another patient: {same}; one clip cannot belong "
+                                    f"to two patients (a train/test leak)", int(label), row["source"],
+                                    str(row["scan_id"])))
     return problems
 
 
@@ -174,7 +351,7 @@ def empty_scans() -> pd.DataFrame:
 # ----------------------------------------------------------------------------- dataset
 
 def load_clip(row: pd.Series, frames: int, size: int) -> np.ndarray:
-    return to_model_clip(read_clip(row["source"]), frames, size)
+    return decode_clip(row["source"], frames, size)
 
 
 def cache_key(name: str, scans: pd.DataFrame) -> str:
@@ -196,6 +373,7 @@ def build_dataset(name: str, kind: str, score_name: str, origin: str, scans: pd.
     kept, skipped = apply_policy(origin, scans, sorted_problems(problems), on_bad_input)
     kept = kept.copy()
     kept["score"] = kept["score"].astype(float)
+    kept["row"] = kept.index.astype(int)  # the user's row numbers, for problems found later
     return LongitudinalDataset(name=name, kind=kind, scans=kept, load_clip=load_clip,
                                cache_key=cache_key(name, kept), score_name=score_name,
-                               skipped=skipped)
+                               skipped=skipped, on_bad_input=on_bad_input, origin=origin)

@@ -65,6 +65,11 @@ class LongitudinalDataset:
     cache_key: str
     score_name: str
     skipped: list[Problem] = field(default_factory=list)
+    latent_severity: Callable[[pd.Series], float] | None = None
+    """The oracle hook: row -> the latent severity the generator rendered that scan with, in the
+    image model's units — the most any encoder can extract from the pixels; None for real data."""
+    on_bad_input: str = "fail"  # what decode-time problems do: fail, or drop the row (skip)
+    origin: str = ""  # the source spec, named in errors
 
     def __post_init__(self) -> None:
         self.scans = self.scans.reset_index(drop=True)
@@ -135,3 +140,31 @@ def apply_policy(origin: str, scans: pd.DataFrame, problems: list[Problem],
         kept, extra = apply_policy(origin, kept, more, policy)
         return kept, problems + extra
     return kept, problems
+
+
+def drop_bad_rows(dataset: LongitudinalDataset, problems: list[Problem]) -> list[Problem]:
+    """Problems found after validation (a clip that fails to decode) by the dataset's policy.
+
+    ``fail``: a :class:`DataError` listing every one of them. ``skip``: their rows leave
+    ``dataset`` in place — ``scans`` without them (and without patients left with one
+    visit, reported too), ``skipped`` extended, ``cache_key`` derived from the old key and
+    the dropped scan ids, so every process that drops the same rows gets the same key.
+    Returns the problems added to ``skipped``.
+    """
+    import hashlib
+
+    if not problems:
+        return []
+    origin = dataset.origin or dataset.name
+    if dataset.on_bad_input != "skip":
+        raise DataError(origin, problems)
+    table = dataset.scans.copy()
+    if "row" in table.columns:  # report by the user's row numbers, as validation does
+        table.index = [int(r) if r == r else -1 for r in table["row"]]
+    kept, reported = apply_policy(origin, table, problems, "skip")
+    dropped = sorted(set(map(str, dataset.scans["scan_id"])) - set(map(str, kept["scan_id"])))
+    dataset.scans = kept.reset_index(drop=True)
+    dataset.skipped = list(dataset.skipped) + reported
+    digest = hashlib.sha256("\n".join([dataset.cache_key, *dropped]).encode()).hexdigest()[:16]
+    dataset.cache_key = f"{dataset.name}-{digest}"
+    return reported

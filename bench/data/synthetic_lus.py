@@ -21,15 +21,34 @@ Spec: ``synthetic-lus`` or ``synthetic-lus:n_patients=40,seed=1,signal=0.5``. Kn
   the share of the patient-fixed speckle texture; 0 gives all patients the same scanner
   settings, depth, footprint and rib position (the layout of fascia and B-line sites
   stays patient-specific), so mostly the score and per-clip jitter remain.
+* ``label_noise`` (0.1, >= 0) — sd of the per-visit mismatch between the S/F-implied lung
+  severity and the one the image shows, in units of the severity range (0.1 ≈ 40 S/F
+  units): ``severity = (480 − S/F) / 390 + label_noise·ε``, ε ~ N(0, 1) per visit. 0 makes
+  the image follow S/F exactly up to the per-patient offset below (which ``nuisance``
+  scales); only this draw changes: the table (S/F) and the patient appearance stay the
+  same, the rendered biomarker moves.
+* ``shortcut`` (0, in [0, 1]) — coupling of the patient's scanner preset (gain, dynamic
+  range and gamma of the log compression: how bright the whole image is) to the patient's
+  mean S/F. Each of the three patient draws u ∈ [−1, 1] becomes ``(1 − s)·u + s·g`` with
+  ``g = 1 − 2·(mean S/F over the patient's visits − 90) / 390`` (+1 sickest, −1 healthiest),
+  oriented so that a sicker patient is imaged brighter: ``gain_db = 10·nuisance·((1−s)·u₁
+  + s·g)``, ``range_db = 50 + 12·nuisance·((1−s)·u₂ + s·g)``, ``gamma = exp(0.3·nuisance·((1−s)·u₃
+  − s·g))``. 0 is today's data (the preset independent of the score); 1 makes the preset a
+  monotone function of the patient's mean S/F. It is patient-fixed, so it tells nothing about
+  change within a patient (per-clip gain jitter stays random); it scales with ``nuisance``.
+
+Knobs added after the first release (``label_noise``, ``shortcut``) enter the cache key only
+when set away from their defaults, so the default data keep their key and caches; the
+defaults render byte-identical clips to the generator before the knobs existed.
 
 Score: S/F = 90 + 390·sigmoid(h) with a per-patient random walk h (baseline, drift,
 per-visit step), rounded to an integer, shared by the zones of a visit. The walk's spread
 is set so that improved / same / deteriorated consecutive pairs under the paper's bins
 each make well over 15 % (measured over seeds 0-19 at the defaults: 25 / 49 / 27 % on
 average, the smallest share seen 19.6 %). The lung severity the image shows is the
-S/F-implied one plus a per-visit mismatch (sd 0.1 of the severity range, ~40 S/F units:
-S/F also reflects oxygen therapy and more than the scanned lung) and a per-patient offset
-(sd 0.1 × nuisance).
+S/F-implied one plus a per-visit mismatch (sd ``label_noise``, 0.1 of the severity range,
+~40 S/F units, by default: S/F also reflects oxygen therapy and more than the scanned lung)
+and a per-patient offset (sd 0.1 × nuisance).
 
 Image model (linear probe B-mode, amplitudes log-compressed to 8 bit): chest-wall speckle
 with fascia bands above a bright pleural line; below it a sliding lung haze with A-lines
@@ -49,7 +68,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
 import numpy as np
@@ -65,6 +85,26 @@ ZONES = ("L", "R")
 _SPAN = 3.0  # lateral extent of the patient's "chest" in probe widths; the probe sees [ℓ0, ℓ0 + 1]
 # Independent random streams, so adding a knob or a visit never reshuffles another stream.
 _TABLE, _TRAJ, _PATIENT, _ZONE, _CLIP = range(5)
+LABEL_NOISE = 0.1  # default per-visit S/F-lung mismatch, in units of the severity range
+# Knobs added after a generator's first release: in the cache key only when set away from their
+# default, so the default data (byte-identical to before the knob existed) keep their key and caches.
+KEYED_IF_SET = {"keyed_if_set": True}
+
+
+# Valid ranges of the difficulty knobs both generators share (None: no upper bound).
+KNOB_RANGES = {"label_noise": (0.0, None), "shortcut": (0.0, 1.0)}
+
+
+def check_knobs(source: str, config) -> None:
+    """One error line naming the knob and its valid range (NaN and infinity are out of range too)."""
+    for name, (lo, hi) in KNOB_RANGES.items():
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= lo and (hi is None or value <= hi)):
+            raise ValueError(f"{source}: {name} must be {knob_range(lo, hi)}, got {value!r}")
+
+
+def knob_range(lo: float, hi: float | None) -> str:
+    return f"a number in [{lo:g}, {hi:g}]" if hi is not None else f"a finite number >= {lo:g}"
 
 
 def seeded_rng(seed: int, *ids: int) -> np.random.Generator:
@@ -72,9 +112,11 @@ def seeded_rng(seed: int, *ids: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), *map(int, ids)]))
 
 
-def parse_knobs(arg: str | None, defaults: dict, types: dict[str, type], source: str) -> dict:
+def parse_knobs(arg: str | None, defaults: dict, types: dict[str, type], source: str,
+                ranges: dict[str, tuple[float, float | None]] | None = None) -> dict:
     """Preset ``defaults`` (unknown names ignored) overridden by the spec's ``k=v`` items
-    (unknown names rejected, since there they are user typos)."""
+    (unknown names rejected, since there they are user typos); a value that does not parse
+    names the knob and, where ``ranges`` has it, its valid range."""
     opts = {k: types[k](v) for k, v in defaults.items() if k in types and v is not None}
     for key, value in parse_kv(arg).items():
         if key not in types:
@@ -82,13 +124,19 @@ def parse_knobs(arg: str | None, defaults: dict, types: dict[str, type], source:
         try:
             opts[key] = types[key](value)
         except ValueError:
-            raise ValueError(f"{source}: option {key}={value!r} is not a valid {types[key].__name__}") from None
+            valid = f"; valid: {knob_range(*ranges[key])}" if ranges and key in ranges else ""
+            raise ValueError(f"{source}: option {key}={value!r} is not a valid {types[key].__name__}{valid}") from None
     return opts
 
 
 def config_key(prefix: str, config) -> str:
-    """``<prefix>-v<VERSION>-<hash of every generator parameter>`` for the clip cache."""
-    blob = json.dumps(asdict(config), sort_keys=True).encode()
+    """``<prefix>-v<VERSION>-<hash of every generator parameter>`` for the clip cache.
+
+    A field marked ``KEYED_IF_SET`` enters the hash only when it differs from its default.
+    """
+    params = {f.name: getattr(config, f.name) for f in fields(config)
+              if not (f.metadata.get("keyed_if_set") and getattr(config, f.name) == f.default)}
+    blob = json.dumps(params, sort_keys=True).encode()
     return f"{prefix}-{hashlib.sha1(blob).hexdigest()[:10]}"
 
 
@@ -100,6 +148,8 @@ class LUSConfig:
     signal: float = 1.0
     nuisance: float = 1.0
     version: int = VERSION
+    label_noise: float = field(default=LABEL_NOISE, metadata=KEYED_IF_SET)
+    shortcut: float = field(default=0.0, metadata=KEYED_IF_SET)
 
     def __post_init__(self) -> None:
         if self.n_patients < 1:
@@ -108,11 +158,13 @@ class LUSConfig:
             raise ValueError(f"synthetic-lus: n_clips={self.n_clips} < 2 * n_patients: every patient needs two visits")
         if self.signal < 0 or self.nuisance < 0:
             raise ValueError("synthetic-lus: signal and nuisance must be >= 0")
+        check_knobs("synthetic-lus", self)
 
 
 # ----------------------------------------------------------------------------- the table
 
-def _visit_plan(cfg: LUSConfig) -> list[list[tuple[str, ...]]]:
+@lru_cache(maxsize=8)
+def _visit_plan(cfg: LUSConfig) -> tuple[tuple[tuple[str, ...], ...], ...]:
     """Per patient, the zones scanned at each visit, with exactly ``n_clips`` scans in all.
 
     Visits and zones are drawn, then visits are removed / added at random patients until
@@ -151,8 +203,8 @@ def _visit_plan(cfg: LUSConfig) -> list[list[tuple[str, ...]]]:
         per_visit = [zones[p]] * int(visits[p])
         if half_visit[p]:
             per_visit[-1] = (zones[p][rng.integers(2)],)
-        plan.append(per_visit)
-    return plan
+        plan.append(tuple(per_visit))
+    return tuple(plan)
 
 
 def _trajectory(cfg: LUSConfig, p: int, n_visits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,11 +215,22 @@ def _trajectory(cfg: LUSConfig, p: int, n_visits: int) -> tuple[np.ndarray, np.n
     hs, mismatch = [], []
     for _ in range(n_visits):
         hs.append(h)
-        mismatch.append(rng.normal(0.0, 0.1))
+        mismatch.append(rng.normal(0.0, cfg.label_noise))
         h += drift + rng.normal(0.0, 1.4)
     sf = np.rint(SF_LOW + (SF_HIGH - SF_LOW) / (1.0 + np.exp(-np.asarray(hs))))
     severity = (SF_HIGH - sf) / (SF_HIGH - SF_LOW) + np.asarray(mismatch)
     return sf, severity
+
+
+def shortcut_anchor(cfg: LUSConfig, p: int) -> float:
+    """The patient's mean S/F over its visits mapped linearly onto [-1, 1]: -1 at S/F 480, +1 at 90."""
+    sf, _ = _trajectory(cfg, p, len(_visit_plan(cfg)[p]))
+    return float(1.0 - 2.0 * (sf.mean() - SF_LOW) / (SF_HIGH - SF_LOW))
+
+
+def couple(draw, anchor: float, shortcut: float):
+    """A patient's random draw in [-1, 1] pulled toward its score anchor: ``(1-s)·draw + s·anchor``."""
+    return draw if shortcut == 0 else (1.0 - shortcut) * draw + shortcut * anchor
 
 
 def build_table(cfg: LUSConfig) -> tuple[pd.DataFrame, dict[str, tuple[int, int, int, float]]]:
@@ -217,10 +280,12 @@ def _patient(cfg: LUSConfig, p: int) -> _Patient:
     rng = seeded_rng(cfg.seed, _PATIENT, p)
     k = cfg.nuisance
     u = lambda: rng.uniform(-1.0, 1.0)  # noqa: E731  (one draw per parameter, fixed order)
+    anchor = shortcut_anchor(cfg, p) if cfg.shortcut else 0.0
     return _Patient(
         depth_cm=max(2.5, 5.0 + 1.0 * k * u()), wall_cm=max(0.4, 1.2 + 0.6 * k * u()),
-        gain_db=10.0 * k * u(), range_db=max(25.0, 50.0 + 12.0 * k * u()),
-        gamma=float(np.exp(0.3 * k * u())), atten=max(0.0, 1.0 + 0.6 * k * u()),
+        gain_db=10.0 * k * couple(u(), anchor, cfg.shortcut),
+        range_db=max(25.0, 50.0 + 12.0 * k * couple(u(), anchor, cfg.shortcut)),
+        gamma=float(np.exp(0.3 * k * couple(u(), -anchor, cfg.shortcut))), atten=max(0.0, 1.0 + 0.6 * k * u()),
         footprint=float(np.clip(0.82 + 0.15 * k * u(), 0.4, 1.0)), foot_shift=0.05 * k * u(),
         top=max(0.0, 0.03 + 0.03 * k * u()),
         grain=float(np.exp(0.4 * k * u())), rib_spacing=max(0.6, 1.15 + 0.2 * k * u()),
@@ -328,10 +393,18 @@ class LUSRenderer:
         b = 0.5 + self.cfg.signal * (sev - 0.5) + _patient(self.cfg, p).bias
         return float(np.clip(b, 0.0, 1.0))
 
-    def __call__(self, row: pd.Series, frames: int, size: int) -> np.ndarray:
+    def latent_severity(self, row: pd.Series) -> float:
+        """The dataset's oracle hook: :meth:`severity` of the row's scan."""
+        return self.severity(self._scan(row))
+
+    def _scan(self, row: pd.Series) -> str:
         scan_id = str(row["scan_id"])
         if scan_id not in self.latent:
             raise KeyError(f"synthetic-lus: scan {scan_id!r} ({row.get('source')}) is not in this generator's table")
+        return scan_id
+
+    def __call__(self, row: pd.Series, frames: int, size: int) -> np.ndarray:
+        scan_id = self._scan(row)
         p, v, z, _ = self.latent[scan_id]
         return render(self.cfg, p, v, z, self.severity(scan_id), frames, size)
 
@@ -438,24 +511,27 @@ def render(cfg: LUSConfig, p: int, v: int, z: int, b: float, frames: int, size: 
 
 # ----------------------------------------------------------------------------- the source
 
-_KNOBS = {"n_patients": int, "n_clips": int, "seed": int, "signal": float, "nuisance": float}
+_KNOBS = {"n_patients": int, "n_clips": int, "seed": int, "signal": float, "nuisance": float,
+          "label_noise": float, "shortcut": float}
 
 
 def make_synthetic_lus(n_patients: int = PAPER_PATIENTS, n_clips: int | None = None, seed: int = 0,
-                       signal: float = 1.0, nuisance: float = 1.0, *,
-                       on_bad_input: str = "fail") -> LongitudinalDataset:
+                       signal: float = 1.0, nuisance: float = 1.0, label_noise: float = LABEL_NOISE,
+                       shortcut: float = 0.0, *, on_bad_input: str = "fail") -> LongitudinalDataset:
     """The dataset object; ``n_clips`` defaults to the paper's clips-per-patient ratio."""
     if n_clips is None:
         n_clips = max(2 * n_patients, int(round(PAPER_CLIPS * n_patients / PAPER_PATIENTS)))
-    cfg = LUSConfig(int(n_patients), int(n_clips), int(seed), float(signal), float(nuisance))
+    cfg = LUSConfig(int(n_patients), int(n_clips), int(seed), float(signal), float(nuisance),
+                    label_noise=float(label_noise), shortcut=float(shortcut))
     table, latent = build_table(cfg)
     table, skipped = apply_policy("synthetic-lus", table, table_problems(table), on_bad_input)
-    return LongitudinalDataset(name="synthetic-lus", kind="lus", scans=table,
-                               load_clip=LUSRenderer(cfg, latent),
+    renderer = LUSRenderer(cfg, latent)
+    return LongitudinalDataset(name="synthetic-lus", kind="lus", scans=table, load_clip=renderer,
                                cache_key=config_key(f"synthetic-lus-v{VERSION}", cfg),
-                               score_name="S/F", skipped=skipped)
+                               score_name="S/F", skipped=skipped, latent_severity=renderer.latent_severity)
 
 
 @register_source("synthetic-lus")
 def synthetic_lus(arg: str | None = None, *, on_bad_input: str = "fail", **defaults) -> LongitudinalDataset:
-    return make_synthetic_lus(**parse_knobs(arg, defaults, _KNOBS, "synthetic-lus"), on_bad_input=on_bad_input)
+    return make_synthetic_lus(**parse_knobs(arg, defaults, _KNOBS, "synthetic-lus", KNOB_RANGES),
+                              on_bad_input=on_bad_input)

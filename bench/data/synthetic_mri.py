@@ -14,13 +14,27 @@ Spec: ``synthetic-mri`` or ``synthetic-mri:n_patients=40,seed=1``. Knobs:
   information in the images (null control).
 * ``nuisance`` (1.0) — scales every per-patient appearance spread (head pose and size,
   smooth shape deformation, bias field, contrast, baseline atrophy, noise).
+* ``label_noise`` (1.0, >= 0) — sd, in MMSE points, of the per-visit mismatch between the
+  recorded MMSE and the latent MMSE the anatomy follows (the test-retest noise below):
+  ``MMSE = clip(rint(latent + label_noise·ε), 0, 30)``, ε ~ N(0, 1) per visit. 0 leaves only
+  the rounding; the images do not change, only the recorded scores.
+* ``shortcut`` (0, in [0, 1]) — coupling of the subject's head size to the subject's mean
+  recorded MMSE. The two patient draws u ∈ [−1, 1] of the in-plane head scale become
+  ``(1 − s)·u + s·g`` with ``g = tanh((mean MMSE over visits − 25) / 4)``:
+  ``scale = exp(0.07·nuisance·((1 − s)·u + s·g))`` (a larger head for a higher MMSE, as
+  cognitive reserve would have it). 0 is today's data; 1 makes the head size a monotone
+  function of the mean MMSE (both axes alike). Patient-fixed: it says nothing about change
+  within a subject; it scales with ``nuisance``.
+
+As for ``synthetic-lus``, ``label_noise`` and ``shortcut`` enter the cache key only when set
+away from their defaults, and the defaults render byte-identical volumes to before.
 
 Scores: an ADNI-like mixture — cognitively normal (35 %: MMSE ~28-30, stable), MCI (45 %:
 24-28.5, 0.3-1.5 points/year) and AD (20 %: 18-25, 1.5-4.5 points/year); visits every 6-12
 months, 2-5 per subject; the recorded MMSE is the latent value plus test-retest noise
-(sd 1), rounded and clipped to 0-30. Pairs use ``ScoreDelta(2.0)``; most pairs are
-"same", as in ADNI, and "improved" pairs come only from test-retest noise (about 30 / 63 /
-7 % deteriorated / same / improved over seeds 0-19).
+(sd ``label_noise``, 1 point by default), rounded and clipped to 0-30. Pairs use
+``ScoreDelta(2.0)``; most pairs are "same", as in ADNI, and "improved" pairs come only from
+test-retest noise (about 30 / 63 / 7 % deteriorated / same / improved over seeds 0-19).
 
 Image model: atrophy a = patient baseline (age) + signal·(30 − latent MMSE)/15, so between
 visits it grows with the cumulative latent decline. It enlarges the ventricles (a smooth
@@ -37,7 +51,7 @@ level matched to the pixel size, so no full-volume warp is ever computed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -46,11 +60,13 @@ from scipy import ndimage as ndi
 
 from bench.data.scans import LongitudinalDataset, apply_policy, table_problems
 from bench.data.sources import register_source
-from bench.data.synthetic_lus import config_key, parse_knobs, seeded_rng, tent_weights
+from bench.data.synthetic_lus import (KEYED_IF_SET, KNOB_RANGES, check_knobs, config_key, couple, parse_knobs,
+                                      seeded_rng, tent_weights)
 
 VERSION = 1
 FOV_MM = 200.0
 CSF_LEVEL = 0.25           # template T1 intensity that atrophied grey matter tends to
+LABEL_NOISE = 1.0          # default test-retest sd of the recorded MMSE around the latent one (points)
 _TRAJ, _PATIENT, _VISIT = range(3)
 GROUPS = {"CN": (0.35, (28.0, 30.5), (0.0, 0.15)),      # share, baseline MMSE range, decline/year range
           "MCI": (0.45, (24.0, 28.5), (0.3, 1.5)),
@@ -64,12 +80,15 @@ class MRIConfig:
     signal: float = 1.0
     nuisance: float = 1.0
     version: int = VERSION
+    label_noise: float = field(default=LABEL_NOISE, metadata=KEYED_IF_SET)
+    shortcut: float = field(default=0.0, metadata=KEYED_IF_SET)
 
     def __post_init__(self) -> None:
         if self.n_patients < 1:
             raise ValueError(f"synthetic-mri: n_patients must be >= 1, got {self.n_patients}")
         if self.signal < 0 or self.nuisance < 0:
             raise ValueError("synthetic-mri: signal and nuisance must be >= 0")
+        check_knobs("synthetic-mri", self)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -83,8 +102,13 @@ def _trajectory(cfg: MRIConfig, p: int) -> tuple[str, np.ndarray, np.ndarray]:
     n_visits = 2 + rng.choice(4, p=[0.3, 0.3, 0.25, 0.15])
     years = np.concatenate([[0.0], np.cumsum(rng.integers(6, 13, n_visits - 1))]) / 12.0
     latent = rng.uniform(lo, hi) - rng.uniform(r_lo, r_hi) * years
-    recorded = np.clip(np.rint(latent + rng.normal(0.0, 1.0, n_visits)), 0, 30)
+    recorded = np.clip(np.rint(latent + rng.normal(0.0, cfg.label_noise, n_visits)), 0, 30)
     return group, recorded, np.clip(latent, 0, 30)
+
+
+def shortcut_anchor(cfg: MRIConfig, p: int) -> float:
+    """The subject's mean recorded MMSE over its visits mapped onto (-1, 1): tanh((mean - 25) / 4)."""
+    return float(np.tanh((_trajectory(cfg, p)[1].mean() - 25.0) / 4.0))
 
 
 def build_table(cfg: MRIConfig) -> tuple[pd.DataFrame, dict[str, tuple[int, int, float]]]:
@@ -194,8 +218,10 @@ def _patient(cfg: MRIConfig, p: int) -> _Patient:
     rng = seeded_rng(cfg.seed, _PATIENT, p)
     k = cfg.nuisance
     u = lambda n=None: rng.uniform(-1.0, 1.0, n)  # noqa: E731  (draws in a fixed order)
+    anchor = shortcut_anchor(cfg, p) if cfg.shortcut else 0.0
     return _Patient(
-        scale=tuple(np.exp(0.07 * k * u(2))), rot_deg=8.0 * k * u(), tilt_deg=tuple(4.0 * k * u(2)),
+        scale=tuple(np.exp(0.07 * k * couple(u(2), anchor, cfg.shortcut))),
+        rot_deg=8.0 * k * u(), tilt_deg=tuple(4.0 * k * u(2)),
         shift_mm=tuple(6.0 * k * u(2)), warp=(3.0 * k * rng.standard_normal((3, 5, 5, 5))).astype(np.float32),
         bias=0.12 * k * rng.standard_normal(6), gamma=float(np.exp(0.2 * k * u())),
         gain=float(np.exp(0.12 * k * u())), noise=max(0.005, 0.02 + 0.01 * k * u()),
@@ -215,12 +241,20 @@ class MRIRenderer:
         self.cfg = cfg
         self.latent = latent
 
-    def __call__(self, row: pd.Series, frames: int, size: int) -> np.ndarray:
+    def _scan(self, row: pd.Series) -> tuple[int, int, float]:
         scan_id = str(row["scan_id"])
         if scan_id not in self.latent:
             raise KeyError(f"synthetic-mri: scan {scan_id!r} ({row.get('source')}) is not in this generator's table")
-        p, v, m = self.latent[scan_id]
-        return render(self.cfg, p, v, atrophy(self.cfg, p, m), frames, size)
+        return self.latent[scan_id]
+
+    def latent_severity(self, row: pd.Series) -> float:
+        """The dataset's oracle hook: the atrophy index the row's volume is rendered with."""
+        p, _, m = self._scan(row)
+        return atrophy(self.cfg, p, m)
+
+    def __call__(self, row: pd.Series, frames: int, size: int) -> np.ndarray:
+        p, v, _ = self._scan(row)
+        return render(self.cfg, p, v, self.latent_severity(row), frames, size)
 
 
 def render(cfg: MRIConfig, p: int, v: int, a: float, frames: int, size: int) -> np.ndarray:
@@ -286,20 +320,24 @@ def render(cfg: MRIConfig, p: int, v: int, a: float, frames: int, size: int) -> 
 
 # ----------------------------------------------------------------------------- the source
 
-_KNOBS = {"n_patients": int, "seed": int, "signal": float, "nuisance": float}
+_KNOBS = {"n_patients": int, "seed": int, "signal": float, "nuisance": float,
+          "label_noise": float, "shortcut": float}
 
 
-def make_synthetic_mri(n_patients: int = 150, seed: int = 0, signal: float = 1.0, nuisance: float = 1.0, *,
+def make_synthetic_mri(n_patients: int = 150, seed: int = 0, signal: float = 1.0, nuisance: float = 1.0,
+                       label_noise: float = LABEL_NOISE, shortcut: float = 0.0, *,
                        on_bad_input: str = "fail") -> LongitudinalDataset:
-    cfg = MRIConfig(int(n_patients), int(seed), float(signal), float(nuisance))
+    cfg = MRIConfig(int(n_patients), int(seed), float(signal), float(nuisance),
+                    label_noise=float(label_noise), shortcut=float(shortcut))
     table, latent = build_table(cfg)
     table, skipped = apply_policy("synthetic-mri", table, table_problems(table), on_bad_input)
-    return LongitudinalDataset(name="synthetic-mri", kind="mri", scans=table,
-                               load_clip=MRIRenderer(cfg, latent),
+    renderer = MRIRenderer(cfg, latent)
+    return LongitudinalDataset(name="synthetic-mri", kind="mri", scans=table, load_clip=renderer,
                                cache_key=config_key(f"synthetic-mri-v{VERSION}", cfg),
-                               score_name="MMSE", skipped=skipped)
+                               score_name="MMSE", skipped=skipped, latent_severity=renderer.latent_severity)
 
 
 @register_source("synthetic-mri")
 def synthetic_mri(arg: str | None = None, *, on_bad_input: str = "fail", **defaults) -> LongitudinalDataset:
-    return make_synthetic_mri(**parse_knobs(arg, defaults, _KNOBS, "synthetic-mri"), on_bad_input=on_bad_input)
+    return make_synthetic_mri(**parse_knobs(arg, defaults, _KNOBS, "synthetic-mri", KNOB_RANGES),
+                              on_bad_input=on_bad_input)

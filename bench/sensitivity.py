@@ -1,0 +1,120 @@
+"""Sensitivity studies: one knob of the synthetic generators swept over values, every loss
+(with the reference rows) run at each value, so a reader sees *when* a loss helps.
+
+    python run_all.py sensitivity --knob shortcut --values 0,0.5,1 --losses mse,cl,wcl --preset smoke
+
+Each value is an ordinary sweep (same cells, claims, resume) whose data spec sets the knob,
+e.g. ``synthetic-lus:shortcut=0.5``; all values share ``<out>/sensitivity/<knob>/runs``.
+Outputs: ``sensitivity.csv`` (tidy: knob value, row, seed, metrics), ``summary.csv`` (per
+value and row: mean, CI, paired effect vs MSE) and ``sensitivity.png/.pdf``.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import sweep
+from bench.data.sources import DEFAULT_SOURCES
+from bench.runner import CODE_VERSION
+from bench.tables import DATASET_LABELS, backbone_label, cell_frame, summarize
+
+KNOBS = {"signal": float, "nuisance": float, "label_noise": float, "shortcut": float, "n_patients": int}
+SYNTHETIC = {"synthetic-lus", "synthetic-mri"}
+
+
+def parse_values(knob: str, text: str) -> list:
+    if knob not in KNOBS:
+        raise sweep.UsageError(f"unknown knob {knob!r}; valid: {', '.join(KNOBS)}")
+    items = [v for v in text.split(",") if v.strip()]
+    try:
+        values = [KNOBS[knob](v) for v in items]
+    except ValueError:
+        raise sweep.UsageError(f"--values {text!r}: {knob} takes {KNOBS[knob].__name__} values, "
+                               "comma separated, e.g. 0,0.5,1") from None
+    if len(values) < 2 or len(set(values)) < len(values):
+        raise sweep.UsageError(f"--values {text!r}: give at least two distinct values")
+    return values
+
+
+def value_options(template: sweep.SweepOptions, knob: str, value) -> sweep.SweepOptions:
+    """The sweep of one knob value: each dataset's synthetic source with ``knob=value``."""
+    data = {}
+    for d in template.datasets or list(DEFAULT_SOURCES):
+        spec = template.data.get(d, DEFAULT_SOURCES[d])
+        name, _, arg = spec.partition(":")
+        if name not in SYNTHETIC:
+            raise sweep.UsageError(f"--data {d}={spec}: a sensitivity study varies a synthetic generator's "
+                                   f"knob; valid sources: {', '.join(sorted(SYNTHETIC))}")
+        if f"{knob}=" in arg:
+            raise sweep.UsageError(f"--data {d}={spec} sets {knob} itself; --values sets it")
+        data[d] = f"{name}:{','.join(filter(None, [arg, f'{knob}={value}']))}"
+    return replace(template, data=data, folder=f"sensitivity/{knob}")
+
+
+def plan_study(template: sweep.SweepOptions, knob: str, values: list, on_clip=None) -> list[tuple[object, sweep.SweepPlan]]:
+    """One validated plan per value (all before anything runs, so a bad value is found first)."""
+    return [(v, sweep.plan(value_options(template, knob, v), on_clip=on_clip)) for v in values]
+
+
+def study_frames(knob: str, plans: list[tuple[object, sweep.SweepPlan]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(tidy per cell, per value and row) from the records the plans' folder holds."""
+    cells, rows = [], []
+    for value, plan in plans:
+        records = sweep.records_of(plan)
+        cells.append(cell_frame(records).assign(knob=knob, value=value))
+        rows.append(summarize(records, plan.rows, CODE_VERSION).assign(knob=knob, value=value))
+    lead = ["knob", "value"]
+    tidy, summary = pd.concat(cells, ignore_index=True), pd.concat(rows, ignore_index=True)
+    return tidy[lead + [c for c in tidy.columns if c not in lead]], summary[lead + [c for c in summary.columns
+                                                                                    if c not in lead]]
+
+
+def study_figure(knob: str, summary: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Per (dataset, backbone): macro-F1 of each loss vs the knob (mean, 95 % CI over seeds)
+    with the majority / untrained floors and the oracle ceiling; below it, ΔF1 vs MSE."""
+    from bench.plots import plt, save_figure
+    methods = summary[summary["kind"] == "method"]
+    panels = list(dict.fromkeys(zip(methods["dataset"], methods["backbone"])))
+    if not panels:
+        return []
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels), 7), squeeze=False, sharex="col")
+    for k, (d, b) in enumerate(panels):
+        top, bottom = axes[0, k], axes[1, k]
+        sub = summary[summary["dataset"] == d]
+        refs = {"majority": ("0.45", "--"), "untrained": ("0.25", ":"), "oracle": ("C2", "-.")}
+        for loss, (color, style) in refs.items():
+            ref = sub[(sub["loss"] == loss) & (sub["backbone"].isin([b, "any"]))]
+            if len(ref) and ref["n"].max() > 0:
+                top.plot(ref["value"], ref["macro_f1_mean"], style, color=color, label=ref["loss_label"].iloc[0])
+        for i, (loss, g) in enumerate(methods[(methods["dataset"] == d) & (methods["backbone"] == b)]
+                                      .groupby("loss_label", sort=False)):
+            err = np.abs(np.vstack([g["macro_f1_mean"] - g["macro_f1_ci_lo"], g["macro_f1_ci_hi"] - g["macro_f1_mean"]]))
+            top.errorbar(g["value"], g["macro_f1_mean"], yerr=np.nan_to_num(err), marker="o", capsize=3,
+                         color=f"C{i}", label=loss)
+            if g["macro_f1_vs_mse"].notna().any():
+                derr = np.abs(np.vstack([g["macro_f1_vs_mse"] - g["macro_f1_vs_mse_lo"],
+                                         g["macro_f1_vs_mse_hi"] - g["macro_f1_vs_mse"]]))
+                bottom.errorbar(g["value"], g["macro_f1_vs_mse"], yerr=np.nan_to_num(derr), marker="o", capsize=3,
+                                color=f"C{i}", label=f"{loss} − MSE")
+        bottom.axhline(0, color="0.5", lw=1)
+        top.set_title(f"{DATASET_LABELS.get(d, d)}, {backbone_label(b)}")
+        top.set_ylabel("macro-F1 (mean, 95 % CI over seeds)")
+        bottom.set_ylabel("ΔF1 vs MSE (paired, 95 % CI)")
+        bottom.set_xlabel(knob)
+        top.legend(fontsize=7)
+        bottom.legend(fontsize=7)
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    return save_figure(fig, out_dir, "sensitivity")
+
+
+def write_study(knob: str, plans: list[tuple[object, sweep.SweepPlan]]) -> list[Path]:
+    out_dir = plans[0][1].ctx.out_dir
+    tidy, summary = study_frames(knob, plans)
+    paths = [out_dir / "sensitivity.csv", out_dir / "summary.csv"]
+    tidy.to_csv(paths[0], index=False, float_format="%.4f")
+    summary.to_csv(paths[1], index=False, float_format="%.4f")
+    return paths + study_figure(knob, summary, out_dir)
