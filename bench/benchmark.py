@@ -1,12 +1,18 @@
 """Training throughput of each backbone: the device-resident fast path vs a naive baseline.
 
-Fast path (what the runner does): uint8 clips resident on the device, frame sampling and
-normalisation on the device, bf16 autocast, channels_last for CNNs and fused Adam on
-CUDA, no host sync inside the timed loop. Naive baseline (what a first implementation
-does): fp32, a host-side ``DataLoader`` that renders/decodes every clip again each time it
-is drawn, then copies the batch to the device.
+Fast path (what the runner does, with the runner's own code): every clip of the preset's
+dataset read as a cell reads them (:class:`~bench.data.store.DataStore`: the on-disk clip
+cache, then the device), the runner's :class:`~bench.train.ClipBatcher` sampling and
+normalising frames there, each step
+:func:`bench.train.train_step` (bf16 autocast on CUDA) on the model
+:func:`~bench.runner.fast_path_model` prepares (channels_last CNNs, ``torch.compile``) with
+fused Adam on CUDA; no host sync inside the timed loop. Naive baseline (what a first
+implementation does): fp32, a host-side ``DataLoader`` that renders/decodes every clip
+again each time it is drawn (normalised by a ``ClipBatcher`` on the host) and copies the
+batch to the device; its step is the same ``train_step``.
 
-Per backbone: clips/s, step time, peak memory, model FLOPs per training clip (torch's
+Per backbone: clips/s, step time, peak memory (on the fast path what a cell of the preset
+peaks at: its clips are resident), model FLOPs per training clip (torch's
 ``FlopCounterMode`` on one forward+backward), achieved TFLOP/s and MFU against the
 device's dense bf16 peak (fp32 peak for the baseline). CPUs have no listed peak: MFU is
 left empty there unless ``--peak-tflops`` is given.
@@ -17,6 +23,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,11 +32,11 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 import backbones
-from bench.data import load_dataset
+from bench import train  # train.train_step / train.ClipBatcher are looked up at call time (tests patch them)
+from bench.data.store import DataStore
 from bench.losses import LossSpec
 from bench.presets import Preset
 from bench.runner import device_name, fast_path_model, peak_memory_mb
-from bench.train import IMAGENET_MEAN, IMAGENET_STD, ClipBatcher, Regressor, autocast
 
 # Dense peak TFLOP/s (bf16 tensor core, fp32 non-tensor) from the vendors' data sheets.
 PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5), "L40S": (362.0, 91.6)}
@@ -65,7 +72,7 @@ def train_flops_per_clip(name: str, preset: Preset) -> float:
     memory: the paper-size models are counted in seconds on any machine)."""
     with torch.device("meta"):
         enc = backbones.create(name, num_frames=preset.frames, img_size=preset.img_size, variant=preset.variant)
-        model = Regressor(enc, preset.head_hidden)
+        model = train.Regressor(enc, preset.head_hidden)
         x = torch.randn(1, preset.frames, 3, preset.img_size, preset.img_size)
     with FlopCounterMode(display=False) as counter:
         pred, u = model(x)
@@ -73,34 +80,28 @@ def train_flops_per_clip(name: str, preset: Preset) -> float:
     return float(counter.get_total_flops())
 
 
-def _build(name: str, preset: Preset, device: torch.device, fast: bool, compile: bool) -> Regressor:
+def _build(name: str, preset: Preset, device: torch.device, fast: bool, compile: bool) -> train.Regressor:
     torch.manual_seed(0)
     enc = backbones.create(name, num_frames=preset.frames, img_size=preset.img_size, variant=preset.variant)
-    model = Regressor(enc, preset.head_hidden)
+    model = train.Regressor(enc, preset.head_hidden)
     # Compiling happens in the warm-up steps, outside the timing.
     return fast_path_model(model, device, compile) if fast else model.to(device)
 
 
-def _timed_steps(model, opt, loss, batches, steps: int, warmup: int, device, amp: bool) -> float:
-    """Seconds per step over ``steps`` steps after ``warmup``; syncs only at the ends."""
-    it = iter(batches)
+def _timed_steps(step: Callable[[], object], steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per ``step()`` over ``steps`` calls after ``warmup``; syncs only at the ends."""
     for i in range(warmup + steps):
         if i == warmup:
             _sync(device)
             t0 = time.perf_counter()
-        x, y = next(it)
-        with autocast(device, amp):
-            pred, u = model(x)
-        out = loss(pred, u, y)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        opt.step()
+        step()
     _sync(device)
     return (time.perf_counter() - t0) / steps
 
 
 class _RenderEveryTime(Dataset):
-    """The naive loader's dataset: each item renders/decodes its clip from the source again."""
+    """The naive loader's dataset: each item renders/decodes its clip from the source again,
+    then takes the centred frames and normalises them with the runner's ``ClipBatcher``."""
 
     def __init__(self, ds, preset: Preset):
         self.ds, self.p = ds, preset
@@ -109,12 +110,20 @@ class _RenderEveryTime(Dataset):
         return len(self.ds)
 
     def __getitem__(self, i):
-        clip = self.ds.load_clip(self.ds.scans.iloc[i], self.p.cache_frames, self.p.img_size)
-        idx = np.arange(self.p.frames) * (self.p.cache_frames // self.p.frames)
-        x = torch.from_numpy(clip[idx]).float().div(255.0)[:, None].expand(-1, 3, -1, -1)
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        return (x - mean) / std, torch.tensor(float(i % 7) - 3.0)
+        clip = torch.from_numpy(self.ds.load_clip(self.ds.scans.iloc[i], self.p.cache_frames, self.p.img_size))
+        x = train.ClipBatcher(clip[None], self.p.frames)(torch.zeros(1, dtype=torch.long))[0]
+        return x, torch.tensor(float(i % 7) - 3.0)
+
+
+class _LoadedBatch:
+    """Stands in for the ``ClipBatcher`` in ``train_step`` on the naive path: the batch is
+    whatever the host-side loader delivered (already sampled and normalised)."""
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x
+
+    def __call__(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.x
 
 
 @dataclass
@@ -122,14 +131,54 @@ class BenchConfig:
     preset: Preset
     steps: int = 20
     warmup: int = 3
-    pool: int = 64           # clips resident for the fast path
     source: str = "synthetic-lus"
     workers: int = 0         # naive DataLoader workers
     peak_tflops: float | None = None  # override for devices without a listed peak
     compile: bool = False    # torch.compile the fast path's encoder
+    cache_dir: Path | None = Path(".cache/clips")  # the runner's clip cache (the CLI's default)
 
 
-def measure(name: str, cfg: BenchConfig, device: torch.device, mode: str) -> dict:
+def _fast_step(model, opt, loss, cfg: BenchConfig, device: torch.device) -> Callable[[], torch.Tensor]:
+    """The runner's step on the runner's batcher, over the preset's dataset with its clips
+    where a cell keeps them (read through the clip cache onto the device)."""
+    p = cfg.preset
+    store = DataStore()
+    ds = store.dataset(cfg.source, "fail", p.data_defaults)
+    batcher = train.ClipBatcher(store.clips(ds, p.cache_frames, p.img_size, cfg.cache_dir, device), p.frames)
+    n = batcher.clips.shape[0]
+    gen = torch.Generator(device=device).manual_seed(0)
+    y = torch.randn(n, generator=gen, device=device)
+    groups = torch.zeros(n, dtype=torch.long, device=device)
+
+    def step() -> torch.Tensor:
+        idx = torch.randint(0, n, (p.batch_size,), generator=gen, device=device)
+        return train.train_step(model, opt, loss, batcher, idx, y, groups, gen, True)
+    return step
+
+
+def _naive_step(model, opt, loss, cfg: BenchConfig, device: torch.device) -> Callable[[], torch.Tensor]:
+    """The same ``train_step`` in fp32 on batches a host-side ``DataLoader`` renders and copies."""
+    p = cfg.preset
+    ds = DataStore().dataset(cfg.source, "fail", p.data_defaults)
+    loader = DataLoader(_RenderEveryTime(ds, p), batch_size=p.batch_size, shuffle=True,
+                        num_workers=cfg.workers, drop_last=True)
+    idx = torch.arange(p.batch_size, device=device)
+    groups = torch.zeros(p.batch_size, dtype=torch.long, device=device)
+
+    def batches():
+        while True:
+            yield from loader
+    it = batches()
+
+    def step() -> torch.Tensor:
+        x, y = next(it)
+        return train.train_step(model, opt, loss, _LoadedBatch(x.to(device)), idx, y.to(device), groups, None, False)
+    return step
+
+
+def measure(name: str, cfg: BenchConfig, device: torch.device, mode: str, flops: float | None = None) -> dict:
+    """One backbone in one mode (``fast`` or ``naive``); ``flops`` per training clip is counted
+    here unless given."""
     p = cfg.preset
     fast = mode == "fast"
     if device.type == "cuda":
@@ -138,36 +187,15 @@ def measure(name: str, cfg: BenchConfig, device: torch.device, mode: str) -> dic
     model = _build(name, p, device, fast, cfg.compile)
     loss = LossSpec("cl")
     opt = torch.optim.Adam(model.parameters(), lr=p.lr, fused=fast and device.type == "cuda")
-    ds = load_dataset(cfg.source, n_patients=max(8, cfg.pool // 3))
-    if fast:
-        clips = np.stack([ds.load_clip(ds.scans.iloc[i % len(ds)], p.cache_frames, p.img_size)
-                          for i in range(cfg.pool)])
-        batcher = ClipBatcher(torch.from_numpy(clips).to(device), p.frames)
-        y = torch.randn(cfg.pool, device=device)
-        gen = torch.Generator(device=device).manual_seed(0)
-
-        def batches():
-            while True:
-                idx = torch.randint(0, cfg.pool, (p.batch_size,), generator=gen, device=device)
-                yield batcher(idx, gen), y[idx]
-        it = batches()
-    else:
-        loader = DataLoader(_RenderEveryTime(ds, p), batch_size=p.batch_size, shuffle=True,
-                            num_workers=cfg.workers, drop_last=True)
-
-        def batches():
-            while True:
-                for x, y in loader:
-                    yield x.to(device), y.to(device)
-        it = batches()
-    step = _timed_steps(model, opt, loss, it, cfg.steps, cfg.warmup, device, amp=fast)
-    flops = train_flops_per_clip(name, p)
-    clips_s = p.batch_size / step
+    step = (_fast_step if fast else _naive_step)(model, opt, loss, cfg, device)
+    step_s = _timed_steps(step, cfg.steps, cfg.warmup, device)
+    flops = train_flops_per_clip(name, p) if flops is None else flops
+    clips_s = p.batch_size / step_s
     achieved = flops * clips_s / 1e12
     bf16_peak, fp32_peak = device_peak(device)
     peak = cfg.peak_tflops or (bf16_peak if fast else fp32_peak)
     return {"backbone": name, "mode": mode, "variant": p.variant, "frames": p.frames, "size": p.img_size,
-            "batch": p.batch_size, "compiled": fast and cfg.compile, "step_ms": 1000 * step, "clips_per_s": clips_s,
+            "batch": p.batch_size, "compiled": fast and cfg.compile, "step_ms": 1000 * step_s, "clips_per_s": clips_s,
             "peak_memory_mb": peak_memory_mb(device), "gflops_per_clip": flops / 1e9, "achieved_tflops": achieved,
             "mfu": achieved / peak if peak else np.nan, "device": device_name(device)}
 
@@ -175,29 +203,40 @@ def measure(name: str, cfg: BenchConfig, device: torch.device, mode: str) -> dic
 def run_benchmark(names: list[str], cfg: BenchConfig, device: torch.device) -> pd.DataFrame:
     rows = []
     for name in names:
+        flops = train_flops_per_clip(name, cfg.preset)
         for mode in ("fast", "naive"):
-            rows.append(measure(name, cfg, device, mode))
+            rows.append(measure(name, cfg, device, mode, flops))
     df = pd.DataFrame(rows)
     speed = df.pivot(index="backbone", columns="mode", values="clips_per_s")
     df["fast_over_naive"] = df["backbone"].map(speed["fast"] / speed["naive"])
     return df
 
 
+def epoch_and_embed_seconds(step: float, preset: Preset, n_train: int, n_clips: int) -> tuple[float, float]:
+    """A cell's pretraining epoch (train steps + validating the clips outside the train
+    split) and its embedding of every clip, from one training step's seconds; evaluating a
+    clip costs a third of training it (forward only)."""
+    per_clip_eval = step / preset.batch_size / 3
+    return (n_train // preset.batch_size) * step + (n_clips - n_train) * per_clip_eval, n_clips * per_clip_eval
+
+
 def estimate_grid_seconds(step_s: dict[str, float], rows, seeds: int, preset: Preset, n_train: int,
-                          n_clips: int, overhead_s: float = 5.0) -> pd.DataFrame:
+                          n_clips: int, overhead_s: float = 5.0, *, epoch_overhead_s: float = 0.0,
+                          cell_extra_s: dict[str, float] | None = None) -> pd.DataFrame:
     """Wall time of a grid from each backbone's training step time (measured, or derived
     from FLOPs and an assumed MFU).
 
-    Per cell: ``epochs * (train steps * step + val clips * eval)`` + embedding all clips +
-    ``overhead_s`` (downstream classifier, bookkeeping); evaluating a clip costs a third of
-    training it (forward only).
+    Per cell: ``epochs * (epoch + epoch_overhead_s) + embedding + overhead_s`` (downstream
+    classifier, bookkeeping) ``+ cell_extra_s[backbone]`` (e.g. compiling), with epoch and
+    embedding from :func:`epoch_and_embed_seconds`. ``epoch_overhead_s`` is what an epoch
+    costs beyond its steps (checkpoint, host work), as the GPU check measures on a real cell.
     """
     out = []
     for r in rows:
         step = step_s[r.backbone]
-        per_clip_eval = step / preset.batch_size / 3
-        cell = preset.epochs * ((n_train // preset.batch_size) * step + (n_clips - n_train) * per_clip_eval) \
-            + n_clips * per_clip_eval + overhead_s
+        epoch, embed = epoch_and_embed_seconds(step, preset, n_train, n_clips)
+        extra = (cell_extra_s or {}).get(r.backbone, 0.0)
+        cell = preset.epochs * (epoch + epoch_overhead_s) + embed + overhead_s + extra
         out.append({"backbone": r.backbone, "loss": r.loss, "sim": r.sim, "step_s": step, "cell_s": cell,
                     "seeds": seeds, "row_s": cell * seeds})
     return pd.DataFrame(out)

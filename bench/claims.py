@@ -38,7 +38,10 @@ class ClaimedElsewhere(RuntimeError):
 
     def __init__(self, run_id: str, by: str, finished: bool = False):
         super().__init__(f"{run_id} {'was finished' if finished else 'is being run'} by {by}")
-        self.by = by
+        self.run_id, self.by, self.finished = run_id, by, finished
+
+    def __reduce__(self):  # crosses process boundaries (workers, Ray, submitit) intact
+        return type(self), (self.run_id, self.by, self.finished)
 
 
 def process_alive(pid: int) -> bool:
@@ -94,12 +97,26 @@ def acquire(path: Path, run_id: str) -> None:
         os.replace(tmp, path)
 
 
-def refresh(path: Path) -> None:
-    """Mark a running cell's claim as alive (its mtime is the heartbeat)."""
+def refresh(path: Path, progress: dict | None = None) -> None:
+    """Mark a running cell's claim as alive (its mtime is the heartbeat) and, with
+    ``progress`` (epoch, epochs, loss, val_mse), say how far it is: the sweep's driver reads
+    it to show the progress of cells running in other processes."""
+    held = read_claim(path)
+    if held is None or held.pid != os.getpid():
+        return  # released, or taken over: not ours to touch
+    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
+    os.fchmod(fd, FILE_MODE)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"host": held.host, "pid": held.pid, "since": held.since, "progress": progress or {}}, f)
+    os.replace(tmp, path)
+
+
+def read_progress(path: Path) -> dict | None:
+    """The progress a running cell last wrote into its claim, or None."""
     try:
-        os.utime(path)
-    except FileNotFoundError:
-        pass
+        return json.loads(Path(path).read_text()).get("progress") or None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def release(path: Path) -> None:

@@ -1,21 +1,36 @@
-"""Command line: run a grid (default), or ``describe`` / ``check-data`` / ``bench``.
+"""Command line: subcommands through argparse; running a grid is the default.
 
-    python run_all.py --grid table3 --preset quick --seeds 3
-    python run_all.py --grid table4 --backbones tsm_r18,vit --preset smoke
-    python run_all.py --grid table3 --data lus=lus-manifest:/data/manifest.csv
+    python run_all.py --grid table3 --preset quick --seeds 3        (= run --grid table3 ...)
+    python run_all.py --grid table4 --set lr=5e-4 --set lam=0.5 --preset smoke
+    python run_all.py --config results/table3/config.toml
+    python run_all.py sensitivity --knob shortcut --values 0,0.5,1 --preset smoke
     python run_all.py describe synthetic-lus
     python run_all.py check-data adni:/data/ADNIMERGE.csv,/data/nifti
+    python run_all.py export-tracker --out results
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 
 from bench.presets import PRESETS
+
+COMMANDS_HELP = {
+    "run": "run a grid and write its tables, figures and report (the default command)",
+    "sensitivity": "sweep one synthetic-data knob and plot every loss against it",
+    "describe": "print the figures that make a dataset a benchmark",
+    "check-data": "validate a data source (decode every clip) without training",
+    "bench": "training throughput, FLOPs and MFU of the backbones",
+    "export-tracker": "log the run records under a results folder to MLflow",
+}
+# --config keys -> argparse destinations (lists stay lists, tables become NAME=VALUE items)
+CONFIG_KEYS = ("grid", "preset", "seeds", "seed_list", "datasets", "backbones", "losses", "sims", "data",
+               "pretrained", "set", "on_bad_input", "threads_per_cell", "device", "amp", "compile", "references")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,12 +61,13 @@ def _assignments(items: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from bench.grid import GRIDS
-    p = _Parser(prog="run_all.py", description="Regenerate the LEARNER paper's tables (and more) as "
-                "CSV, LaTeX and Markdown. Subcommands: describe, check-data, bench (see README).")
-    p.add_argument("--grid", default="table4", help=f"one of {', '.join(GRIDS)} (default table4)")
+def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags every sweep takes (``run`` and ``sensitivity``)."""
+    p.add_argument("--config", metavar="FILE.toml", help="preset, settings and grid axes from a TOML file "
+                   "(e.g. a results folder's config.toml); flags given as well win")
     p.add_argument("--preset", default="paper", help=f"one of {', '.join(PRESETS)} (default paper)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="set",
+                   help="override a preset setting, e.g. --set lr=5e-4 --set lam=0.5 (repeatable)")
     p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default: the preset's)")
     p.add_argument("--seed-list", type=_int_list, help="explicit seeds, e.g. 0,3,7")
     p.add_argument("--backbones", type=_csv, help="filter or add backbones (comma separated)")
@@ -64,28 +80,86 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local weights for a backbone (file or save_pretrained directory)")
     p.add_argument("--on-bad-input", choices=("fail", "skip"), default="fail",
                    help="fail listing every bad row (default), or drop bad rows and report them")
-    p.add_argument("--epochs", type=int, help="override the preset's pretraining epochs")
+    p.add_argument("--epochs", type=int, help="the preset's pretraining epochs (same as --set epochs=N)")
+    p.add_argument("--no-references", action="store_true",
+                   help="leave out the majority / untrained / oracle reference rows")
     p.add_argument("--out", default="results", help="results root (default results/)")
     p.add_argument("--cache-dir", default=".cache/clips", help="decoded-clip cache (default .cache/clips)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder")
-    p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local: this machine (see --gpus/--jobs); ray: one Ray task per cell")
+    p.add_argument("--executor", choices=("local", "ray", "submitit"), default="local",
+                   help="local: this machine (see --gpus/--jobs); ray: one Ray task per cell; "
+                        "submitit: a SLURM job array")
     p.add_argument("--address", help="Ray cluster address (default: start or join a local one)")
     p.add_argument("--gpus", type=int, default=0, help="local: one worker process per GPU (0..N-1)")
-    p.add_argument("--jobs-per-gpu", type=int, default=1, help="local: cells run at once on each GPU")
+    p.add_argument("--jobs-per-gpu", default="1", help="local: cells run at once on each GPU, or auto "
+                   "(from the model's measured memory and the GPU's free memory)")
     p.add_argument("--jobs", type=int, default=1, help="local without --gpus: cells run at once on the CPU")
     p.add_argument("--threads-per-cell", type=int, default=1,
                    help="torch CPU threads of each cell (default 1); part of the numerics, so a cell's "
                         "numbers are the same whichever executor runs it")
+    p.add_argument("--slurm-partition", help="submitit: SLURM partition")
+    p.add_argument("--slurm-time", type=int, default=240, help="submitit: minutes per cell (default 240)")
+    p.add_argument("--slurm-gpus-per-task", type=int, default=1, help="submitit: GPUs per cell (default 1)")
+    p.add_argument("--slurm-cpus-per-task", type=int, default=4, help="submitit: CPUs per cell (default 4)")
+    p.add_argument("--slurm-folder", help="submitit: job logs (default <out>/<grid>/slurm)")
+    p.add_argument("--tracker", choices=("none", "mlflow"), default="none",
+                   help="log finished cells and the figures to an experiment tracker")
+    p.add_argument("--tracker-uri", help="tracker store (default: SQLite beside the results)")
     p.add_argument("--rerun-stale", action="store_true",
                    help="recompute finished cells made by other result-affecting code (default: keep them, marked)")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells whose record says they failed")
-    p.add_argument("--no-references", action="store_true",
-                   help="leave out the majority / untrained / oracle reference rows")
-    p.add_argument("--tables-only", action="store_true", help="rebuild tables from finished run JSONs")
-    p.add_argument("--list-backbones", action="store_true", help="print the backbone registry and exit")
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    from bench.grid import PAPER_BACKBONES
+    p.add_argument("--backbones", type=_csv, default=list(PAPER_BACKBONES))
+    p.add_argument("--preset", default="paper", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the naive baseline")
+    p.add_argument("--peak-tflops", type=float, help="device peak for MFU where none is listed (CPUs)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fast path's encoder")
+    p.add_argument("--out", default="results/benchmarks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench.grid import GRIDS
+    from bench.sensitivity import KNOBS
+    p = _Parser(prog="run_all.py", description="Regenerate the LEARNER paper's tables (and more) as CSV, LaTeX "
+                "and Markdown, with the evidence to read them.",
+                epilog="Running a grid is the default: `python run_all.py --grid table4` is "
+                       "`python run_all.py run --grid table4`. `python run_all.py COMMAND --help` for each.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    run = sub.add_parser("run", help=COMMANDS_HELP["run"], description=COMMANDS_HELP["run"])
+    run.add_argument("--grid", default="table4", help=f"one of {', '.join(GRIDS)} (default table4)")
+    add_sweep_arguments(run)
+    run.add_argument("--tables-only", action="store_true", help="rebuild tables from finished run JSONs")
+    run.add_argument("--list-backbones", action="store_true", help="print the backbone registry and exit")
+    sens = sub.add_parser("sensitivity", help=COMMANDS_HELP["sensitivity"], description=COMMANDS_HELP["sensitivity"]
+                          + ": writes <out>/sensitivity/<knob>/ (sensitivity.csv, summary.csv, sensitivity.png/.pdf)")
+    sens.add_argument("--knob", required=True, help=f"one of {', '.join(KNOBS)}")
+    sens.add_argument("--values", required=True, help="comma-separated knob values, e.g. 0,0.5,1")
+    sens.add_argument("--grid", default="table3", help="the grid whose rows run at each value (default table3)")
+    add_sweep_arguments(sens)
+    desc = sub.add_parser("describe", help=COMMANDS_HELP["describe"], description=COMMANDS_HELP["describe"]
+                          + " (sizes, pair labels, nuisance vs signal, oracle, shortcut).")
+    desc.add_argument("source", nargs="*", default=["synthetic-lus", "synthetic-mri"])
+    desc.add_argument("--frames", type=int, default=8)
+    desc.add_argument("--size", type=int, default=64)
+    check = sub.add_parser("check-data", help=COMMANDS_HELP["check-data"], description=COMMANDS_HELP["check-data"]
+                           + ": sizes, pairs per label, and every problem found with its row and file.")
+    check.add_argument("source", help="e.g. lus-manifest:manifest.csv or adni:ADNIMERGE.csv,nifti_dir")
+    check.add_argument("--quick", action="store_true", help="probe each file instead of decoding every clip")
+    bench = sub.add_parser("bench", help=COMMANDS_HELP["bench"], description=COMMANDS_HELP["bench"])
+    add_bench_arguments(bench)
+    export = sub.add_parser("export-tracker", help=COMMANDS_HELP["export-tracker"],
+                            description=COMMANDS_HELP["export-tracker"] + " (every <out>/<grid>/runs folder; "
+                            "cells already logged are skipped).")
+    export.add_argument("--out", default="results", help="results root to replay (default results/)")
+    export.add_argument("--tracker-uri", help="tracker store (default: SQLite beside each grid's results)")
     return p
 
 
@@ -94,11 +168,62 @@ def _fail(message: str) -> int:
     return 2
 
 
+def load_config(path: str) -> dict:
+    """A ``--config`` TOML as argparse defaults; one line naming a bad file or key."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ValueError(f"--config {path}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"--config {path}: not valid TOML ({exc})") from None
+    unknown = sorted(set(raw) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"--config {path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(CONFIG_KEYS)}")
+    out = {k: v for k, v in raw.items() if k not in ("data", "pretrained", "set", "amp", "references")}
+    for table in ("data", "pretrained", "set"):
+        if not isinstance(raw.get(table, {}), dict):
+            raise ValueError(f"--config {path}: [{table}] must be a table of NAME = VALUE")
+        if raw.get(table):
+            out[table] = [f"{k}={v}" for k, v in raw[table].items()]
+    if "amp" in raw:
+        out["no_amp"] = not raw["amp"]
+    if "references" in raw:
+        out["no_references"] = not raw["references"]
+    return out
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse with ``run`` as the default command and ``--config`` values as defaults."""
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["run", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        try:
+            defaults = load_config(args.config)
+        except ValueError as exc:
+            parser.exit(2, f"run_all.py: error: {exc}\n")
+        sub = parser._subparsers._group_actions[0].choices[args.command]
+        sub.set_defaults(**defaults)
+        args = parser.parse_args(argv)
+        for key in ("data", "pretrained", "set"):  # append actions add the file's items to the flags'
+            given = getattr(args, key) or []
+            if key in defaults and given is not defaults[key]:
+                names = {g.partition("=")[0] for g in given[len(defaults[key]):]}
+                setattr(args, key, [d for d in defaults[key] if d.partition("=")[0] not in names]
+                        + given[len(defaults[key]):])
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in SUBCOMMANDS:
-        return SUBCOMMANDS[argv[0]](argv[1:])
-    args = build_parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else list(argv))
+    if args.command is None:
+        build_parser().print_help()
+        return 2
+    return COMMANDS[args.command](args)
+
+
+def run_command(args) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)  # messages stay one line
     if args.list_backbones:
         return list_backbones_command(console)
@@ -113,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
-    return run_grid(plan, args.tables_only, console)
+    return run_grid(plan, args, console)
 
 
 def sweep_options(args):
@@ -122,24 +247,62 @@ def sweep_options(args):
     try:
         data = _assignments(args.data, "--data")
         pretrained = _assignments(args.pretrained, "--pretrained")
+        overrides = _assignments(args.set, "--set")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    jobs_per_gpu = args.jobs_per_gpu
+    if jobs_per_gpu != "auto":
+        try:
+            jobs_per_gpu = int(jobs_per_gpu)
+        except ValueError:
+            raise UsageError(f"--jobs-per-gpu {jobs_per_gpu!r}: give a number of cells or auto") from None
+    slurm = {"partition": args.slurm_partition, "time_min": args.slurm_time, "gpus_per_task": args.slurm_gpus_per_task,
+             "cpus_per_task": args.slurm_cpus_per_task, "folder": args.slurm_folder}
     return SweepOptions(
-        grid=args.grid, preset=args.preset, seeds=args.seeds, seed_list=args.seed_list, backbones=args.backbones,
-        losses=args.losses, sims=args.sims, datasets=args.datasets, data=data, pretrained=pretrained,
-        on_bad_input=args.on_bad_input, epochs=args.epochs, out=args.out, cache_dir=args.cache_dir,
+        grid=args.grid, preset=args.preset, overrides=overrides, epochs=args.epochs, seeds=args.seeds,
+        seed_list=args.seed_list,
+        backbones=args.backbones, losses=args.losses, sims=args.sims, datasets=args.datasets, data=data,
+        pretrained=pretrained, on_bad_input=args.on_bad_input, out=args.out, cache_dir=args.cache_dir,
         device=args.device, amp=not args.no_amp, compile=args.compile, executor=args.executor,
-        address=args.address, gpus=args.gpus, jobs_per_gpu=args.jobs_per_gpu, jobs=args.jobs,
+        address=args.address, gpus=args.gpus, jobs_per_gpu=jobs_per_gpu, jobs=args.jobs,
         threads_per_cell=args.threads_per_cell, rerun_stale=args.rerun_stale, retry_failed=args.retry_failed,
-        references=not args.no_references)
+        references=not args.no_references, slurm=slurm)
 
 
-def run_grid(plan, tables_only: bool, console: Console) -> int:
-    """Run (or with ``tables_only`` just collect) the plan's cells, then write tables,
-    Figure 1 and the report."""
+def run_cells(plan, console: Console) -> list[tuple[str, str]]:
+    """Run the plan's unfinished cells with a progress display; say what happened; return
+    the failures (each already printed once, as it happened)."""
     from bench import sweep
-    from bench.progress import RichReporter, summary_table
-    from bench.plots import effects_figure, figure1
+    from bench.progress import RichReporter
+    ctx, o = plan.ctx, plan.options
+    console.print(f"{o.folder or 'grid ' + o.grid}, preset [bold]{ctx.preset.name}[/]: {len(plan.specs)} cells "
+                  f"({len(plan.rows)} rows × {len(plan.seeds)} seeds), {ctx.threads} CPU thread(s) per cell "
+                  f"-> {ctx.out_dir}")
+    result = sweep.run(plan, RichReporter(console))
+    for reason in result.unreadable.values():
+        console.print(f"[yellow]unreadable record[/] {reason}")
+    stale = sweep.describe_stale(result, len(plan.specs))
+    if stale:
+        console.print(f"[yellow]{stale}[/]")
+    if result.claimed_elsewhere:
+        console.print(f"[yellow]{len(result.claimed_elsewhere)} cells were left to another sweep[/] "
+                      f"({', '.join(sorted({who for _, who in result.claimed_elsewhere}))}); a rerun "
+                      "after it ends includes those it finished")
+    if result.ran == 0 and not result.failed and not result.claimed_elsewhere:
+        console.print(f"all {len(plan.specs)} cells were already finished in {ctx.out_dir / 'runs'}: "
+                      "nothing to run")
+    elif result.skipped:
+        console.print(f"resumed: {result.skipped} cells were already finished, {result.ran} ran now")
+    return result.failed
+
+
+def run_grid(plan, args, console: Console) -> int:
+    """Run (or with ``--tables-only`` just collect) the plan's cells, then write tables,
+    figures, the report and the resolved ``config.toml``; log to the tracker if asked."""
+    from bench import sweep
+    from bench.config import write_config
+    from bench.progress import summary_table
+    from bench.plots import curves_figure, effects_figure, figure1
     from bench.report import write_report
     from bench.runner import CODE_VERSION
     from bench.tables import summarize, write_tables
@@ -149,44 +312,79 @@ def run_grid(plan, tables_only: bool, console: Console) -> int:
         for problem in ds.skipped:
             console.print(f"[yellow]skipped[/] {ds.name}: {problem}")
     failed: list = []
-    if tables_only:
-        records = sweep.records_of(plan)
+    records = sweep.records_of(plan)
+    if args.tables_only:
         missing = len(plan.specs) - len(records)
         if missing:
             console.print(f"[yellow]{missing} of {len(plan.specs)} cells have no readable record; "
                           "their table cells stay empty[/]")
     else:
-        console.print(f"grid [bold]{o.grid}[/], preset [bold]{ctx.preset.name}[/]: {len(plan.specs)} cells "
-                      f"({len(plan.rows)} rows × {len(plan.seeds)} seeds), {ctx.threads} CPU thread(s) per cell "
-                      f"-> {ctx.out_dir}")
-        result = sweep.run(plan, RichReporter(console))
-        records, failed = result.records, result.failed
-        for run_id, reason in result.unreadable.items():
-            console.print(f"[yellow]unreadable record[/] {reason}")
-        stale = sweep.describe_stale(result, len(plan.specs))
-        if stale:
-            console.print(f"[yellow]{stale}[/]")
-        if result.claimed_elsewhere:
-            console.print(f"[yellow]{len(result.claimed_elsewhere)} cells were left to another sweep[/] "
-                          f"({', '.join(sorted({who for _, who in result.claimed_elsewhere}))}); a rerun "
-                          "after it ends includes those it finished")
-        if result.ran == 0 and not failed and not result.claimed_elsewhere:
-            console.print(f"all {len(plan.specs)} cells were already finished in {ctx.out_dir / 'runs'}: "
-                          "nothing to run; tables rebuilt from them")
-        elif result.skipped:
-            console.print(f"resumed: {result.skipped} cells were already finished, {result.ran} ran now")
+        failed = run_cells(plan, console)
+        records = sweep.records_of(plan)
     paths = write_tables(records, plan.rows, o.grid, ctx.out_dir, CODE_VERSION)
     summary = summarize(records, plan.rows, CODE_VERSION)
     finished = [r for r in records if r.finished]
     score_names = {r.dataset: r.data["score"] for r in finished}
-    figure = figure1(finished, ctx.out_dir / "runs", ctx.out_dir, score_names)
-    effects = effects_figure(summary, ctx.out_dir)
-    report = write_report(o.grid, ctx.out_dir, summary, records, len(plan.specs), paths["md"], figure, effects)
+    figures = {"figure1": figure1(finished, ctx.out_dir / "runs", ctx.out_dir, score_names),
+               "effects": effects_figure(summary, ctx.out_dir), "curves": curves_figure(finished, ctx.out_dir)}
+    report = write_report(o.grid, ctx.out_dir, summary, records, len(plan.specs), paths["md"], figures)
+    config = write_config(plan, ctx.out_dir / "config.toml")
+    written = [*paths.values(), *sum(figures.values(), []), report, config]
+    if args.tracker == "mlflow":
+        from bench.tracking import log_records
+        logged = log_records(records, o.grid, ctx.out_dir, written, args.tracker_uri)
+        console.print(f"tracker: {logged} new cell(s) logged to MLflow ({args.tracker_uri or ctx.out_dir / 'mlflow.db'})")
     console.print(summary_table(summary, f"{o.grid} ({ctx.preset.name})"))
-    console.print("wrote: " + ", ".join(str(p) for p in [*paths.values(), *figure, *effects, report]))
+    console.print("wrote: " + ", ".join(map(str, written)))
     if failed:
         console.print(f"[red]{len(failed)} cell(s) failed[/] (reasons above and in their records)")
     return 1 if failed else 0
+
+
+def sensitivity_command(args) -> int:
+    """One sweep per knob value into ``<out>/sensitivity/<knob>/``, then the study's CSVs and figure."""
+    from bench import sensitivity, sweep
+    from bench.data.scans import DataError
+    console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
+    try:
+        values = sensitivity.parse_values(args.knob, args.values)
+        with clip_progress(console) as on_clip:
+            plans = sensitivity.plan_study(sweep_options(args), args.knob, values, on_clip)
+    except sweep.UsageError as exc:
+        return _fail(str(exc))
+    except DataError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    failed = []
+    for value, plan in plans:
+        console.print(f"[bold]{args.knob} = {value}[/]")
+        failed += run_cells(plan, console)
+    paths = sensitivity.write_study(args.knob, plans)
+    console.print("wrote: " + ", ".join(map(str, paths)))
+    if failed:
+        console.print(f"[red]{len(failed)} cell(s) failed[/] (reasons above and in their records)")
+    return 1 if failed else 0
+
+
+def export_tracker_command(args) -> int:
+    """Replay the records of every ``<out>/<grid>/runs`` folder into MLflow."""
+    from bench.records import RecordError, read_record
+    from bench.tracking import log_records
+    folders = sorted(p.parent for p in Path(args.out).glob("**/runs") if p.is_dir())
+    if not folders:
+        return _fail(f"--out {args.out}: no runs/ folder with records under it")
+    for folder in folders:
+        records = []
+        for path in sorted((folder / "runs").glob("*.json")):
+            try:
+                records.append(read_record(path))
+            except RecordError as exc:
+                print(f"skipped: {exc}")
+        artifacts = sorted(p for p in folder.iterdir() if p.suffix in (".csv", ".md", ".tex", ".png", ".pdf", ".toml"))
+        logged = log_records([r for r in records if r], folder.relative_to(args.out).as_posix(), folder, artifacts,
+                             args.tracker_uri)
+        print(f"{folder}: {logged} new cell(s) of {len(records)} logged")
+    return 0
 
 
 @contextmanager
@@ -219,13 +417,7 @@ def list_backbones_command(console: Console) -> int:
     return 0
 
 
-def describe_command(argv: list[str]) -> int:
-    p = _Parser(prog="run_all.py describe", description="Print the figures that make a dataset a "
-                "meaningful benchmark (sizes, pair labels, nuisance vs signal).")
-    p.add_argument("source", nargs="*", default=["synthetic-lus", "synthetic-mri"])
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--size", type=int, default=64)
-    args = p.parse_args(argv)
+def describe_command(args) -> int:
     from bench.data import load_dataset
     from bench.data.describe import describe, format_description
     try:
@@ -236,14 +428,10 @@ def describe_command(argv: list[str]) -> int:
     return 0
 
 
-def check_data_command(argv: list[str]) -> int:
-    p = _Parser(prog="run_all.py check-data", description="Validate a data source without training: "
-                "sizes, pairs per label, and every problem found with its row and file.")
-    p.add_argument("source", help="e.g. lus-manifest:manifest.csv or adni:ADNIMERGE.csv,nifti_dir")
-    args = p.parse_args(argv)
+def check_data_command(args) -> int:
     from bench.data.check import check_data, format_report
     try:
-        report = check_data(args.source)
+        report = check_data(args.source, quick=args.quick)
     except (KeyError, ValueError) as exc:
         return _fail(str(exc))
     print(format_report(report))
@@ -251,17 +439,8 @@ def check_data_command(argv: list[str]) -> int:
 
 
 def _bench_parser(prog: str) -> argparse.ArgumentParser:
-    from bench.grid import PAPER_BACKBONES
     p = _Parser(prog=prog)
-    p.add_argument("--backbones", type=_csv, default=list(PAPER_BACKBONES))
-    p.add_argument("--preset", default="paper", help=f"one of {', '.join(PRESETS)}")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the naive baseline")
-    p.add_argument("--peak-tflops", type=float, help="device peak for MFU where none is listed (CPUs)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--compile", action="store_true", help="torch.compile the fast path's encoder")
-    p.add_argument("--out", default="results/benchmarks")
+    add_bench_arguments(p)
     return p
 
 
@@ -277,9 +456,8 @@ def _bench_setup(args):
     return preset, device
 
 
-def bench_command(argv: list[str]) -> int:
+def bench_command(args) -> int:
     """Throughput benchmark: writes ``<out>/<device>.csv`` and prints fast/naive ratios."""
-    args = _bench_parser("run_all.py bench").parse_args(argv)
     try:
         preset, device = _bench_setup(args)
     except (KeyError, ValueError) as exc:
@@ -359,4 +537,5 @@ def _print_frame(df, title: str) -> None:
     Console(width=200).print(table)
 
 
-SUBCOMMANDS = {"describe": describe_command, "check-data": check_data_command, "bench": bench_command}
+COMMANDS = {"run": run_command, "sensitivity": sensitivity_command, "describe": describe_command,
+            "check-data": check_data_command, "bench": bench_command, "export-tracker": export_tracker_command}

@@ -4,7 +4,13 @@ cell's numbers do not depend on the executor (same thread count, same code path)
 
 * :func:`local_cells` — one cell after another in this process;
 * :func:`process_cells` — worker processes (``--jobs`` on a CPU, ``--gpus``/``--jobs-per-gpu``);
-* :func:`ray_cells` — one Ray task per cell, for clusters.
+* :func:`ray_cells` — one Ray task per cell, for clusters;
+* :func:`submitit_cells` — one SLURM job array per sweep (submitit; its local executor
+  where there is no SLURM).
+
+Cells in other processes report their epochs through their claim files
+(:func:`bench.claims.refresh`); while waiting, an executor passes them to the reporter's
+``workers_progress`` about once a second, so the console shows every running cell.
 
 Workers write the cell's files themselves, so the results folder must be shared with them
 (it is, on one machine; on a cluster use a shared filesystem). The sweep decodes every clip
@@ -18,11 +24,14 @@ import os
 import socket
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 
+from bench import claims
 from bench.data.store import DataStore
 from bench.runner import RunContext, execute_cell
+
+POLL_S = 1.0
 
 # Per-process state of a worker: its device and its memo of datasets and clips.
 _WORKER: dict = {}
@@ -38,6 +47,14 @@ def local_cells(todo, ctx: RunContext, reporter=None, store: DataStore | None = 
             yield spec, execute_cell(spec, ctx, store, reporter.epoch_done if reporter else None)
         except Exception as exc:  # one broken cell must not stop the sweep
             yield spec, exc
+
+
+def report_progress(reporter, ctx: RunContext, running) -> None:
+    """Pass the progress that running cells wrote into their claims to the reporter."""
+    if reporter is None or not hasattr(reporter, "workers_progress"):
+        return
+    reporter.workers_progress({s.run_id: p for s in running
+                               if (p := claims.read_progress(ctx.claim_path(s))) is not None})
 
 
 def worker_devices(gpus: int, jobs_per_gpu: int, jobs: int) -> list[str]:
@@ -86,9 +103,13 @@ def process_cells(todo, ctx: RunContext, reporter=None, *, devices: list[str]):
     with ProcessPoolExecutor(len(devices), mp_context=mp, initializer=_init_worker,
                              initargs=(slots, driver)) as pool:
         futures = {pool.submit(_worker_cell, spec, ctx): spec for spec in todo}
-        for fut in as_completed(futures):
-            exc = fut.exception()
-            yield futures[fut], (exc if exc is not None else fut.result())
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            report_progress(reporter, ctx, [futures[f] for f in pending])
+            for fut in done:
+                exc = fut.exception()
+                yield futures[fut], (exc if exc is not None else fut.result())
 
 
 def _ray_cell(spec, ctx: RunContext, device: str, driver: tuple[str, int]) -> dict:
@@ -111,8 +132,53 @@ def ray_cells(todo, ctx: RunContext, reporter=None, *, address: str | None = Non
     refs = {task.remote(spec, ctx, device, driver): spec for spec in todo}
     pending = list(refs)
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        try:
-            yield refs[done[0]], ray.get(done[0])
-        except Exception as exc:  # a failed cell is reported; the sweep goes on
-            yield refs[done[0]], getattr(exc, "cause", None) or exc
+        done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
+        report_progress(reporter, ctx, [refs[r] for r in pending])
+        for ref in done:
+            try:
+                yield refs[ref], ray.get(ref)
+            except Exception as exc:  # a failed cell is reported; the sweep goes on
+                yield refs[ref], getattr(exc, "cause", None) or exc
+
+
+def _submitit_cell(spec, ctx: RunContext, driver: tuple[str, int]):
+    """A cell in a submitit job; its error is returned, not raised, so that it arrives as
+    itself rather than inside submitit's job-failure text."""
+    import torch
+    watch_driver(*driver)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if ctx.device == "auto" else ctx.device
+    try:
+        return execute_cell(spec, replace(ctx, device=device), DataStore())
+    except Exception as exc:
+        return exc
+
+
+def submitit_cells(todo, ctx: RunContext, reporter=None, *, slurm: dict):
+    """One job array for the sweep's cells: on SLURM (partition, time, GPUs and CPUs per
+    cell from ``slurm``), else submitit's local executor. Job logs go to
+    ``slurm["folder"]`` (default ``<out>/<grid>/slurm``)."""
+    import submitit
+    if not todo:
+        return
+    executor = submitit.AutoExecutor(folder=slurm.get("folder") or ctx.out_dir / "slurm")
+    params = {"timeout_min": slurm.get("time_min", 240), "cpus_per_task": slurm.get("cpus_per_task", ctx.threads),
+              "name": f"learner-bench-{ctx.out_dir.name}"}
+    if executor.cluster == "slurm":
+        params.update(slurm_gpus_per_task=slurm.get("gpus_per_task", 1),
+                      slurm_array_parallelism=slurm.get("array_parallelism", 64))
+        if slurm.get("partition"):
+            params["slurm_partition"] = slurm["partition"]
+    executor.update_parameters(**params)
+    driver = (socket.gethostname(), os.getpid())
+    jobs = executor.map_array(_submitit_cell, todo, [ctx] * len(todo), [driver] * len(todo))
+    pending = dict(zip(jobs, todo))
+    while pending:
+        time.sleep(POLL_S)
+        report_progress(reporter, ctx, list(pending.values()))
+        for job in [j for j in pending if j.done()]:
+            spec = pending.pop(job)
+            try:
+                yield spec, job.result()
+            except Exception as exc:  # the job itself died (time limit, node failure): its last line
+                lines = str(exc).strip().splitlines()
+                yield spec, RuntimeError(f"job {job.job_id}: {lines[-1] if lines else type(exc).__name__}")

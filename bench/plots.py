@@ -144,3 +144,31 @@ def effects_figure(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     return save_figure(fig, out_dir, "effects", bottom=0.5 / fig.get_figheight())
+
+
+def curves_figure(records: list, out_dir: Path) -> list[Path]:
+    """``curves.png``/``.pdf``: per (dataset, backbone), each loss's training loss, its MSE
+    and contrastive parts and the validation MSE per epoch (mean and min–max band over
+    seeds). [] when no record has a pretraining history (reference rows have none)."""
+    frames = [pd.DataFrame(rec.pretrain["history"]).assign(dataset=rec.dataset, backbone=rec.backbone,
+                                                           loss_name=loss_label(rec.row), seed=rec.seed)
+              for rec in records if rec.finished and rec.pretrain and rec.pretrain.get("history")]
+    if not frames:
+        return []
+    df = pd.concat(frames, ignore_index=True)
+    panels = list(dict.fromkeys(zip(df["dataset"], df["backbone"])))
+    parts = [("loss", "training loss (total)"), ("mse", "training MSE"), ("contrastive", "contrastive term"),
+             ("val_mse", "validation MSE")]
+    fig, axes = plt.subplots(len(panels), len(parts), figsize=(4 * len(parts), 2.9 * len(panels)), squeeze=False)
+    for row_axes, (d, b) in zip(axes, panels):
+        sub = df[(df["dataset"] == d) & (df["backbone"] == b)]
+        for ax, (col, title) in zip(row_axes, parts):
+            for k, (loss, g) in enumerate(sub.groupby("loss_name", sort=False)):
+                stats = g.groupby("epoch")[col].agg(["mean", "min", "max"])
+                ax.plot(stats.index + 1, stats["mean"], color=f"C{k}", label=loss)
+                ax.fill_between(stats.index + 1, stats["min"], stats["max"], color=f"C{k}", alpha=0.2, lw=0)
+            ax.set_title(f"{DATASET_LABELS.get(d, d)}, {backbone_label(b)}: {title}", fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        row_axes[0].legend(fontsize=7)
+    return save_figure(fig, out_dir, "curves")

@@ -7,7 +7,7 @@ minutes; ``smoke`` is tiny everything (seconds per cell) for tests and CI.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,50 @@ PRESETS = {
     "smoke": Preset("smoke", "tiny", img_size=32, frames=4, cache_frames=8, epochs=2, seeds=1,
                     ds_epochs=30, data_defaults={"n_patients": 24}),
 }
+
+
+# What ``--set KEY=VALUE`` may change, with the type it takes (the preset's name and the
+# synthetic data's size hints are not settings of a run).
+SETTABLE = {f.name: {"int": int, "float": float, "str": str}[f.type] for f in fields(Preset)
+            if f.name not in ("name", "data_defaults")}
+_POSITIVE = {"lr", "ds_lr", "eps", "mmse_threshold"}
+_CHOICES = {"variant": ("paper", "tiny")}
+
+
+def parse_overrides(items: dict[str, object]) -> dict[str, object]:
+    """Typed, validated preset overrides from ``KEY -> value`` (strings from the command line
+    or typed values from a config file); a bad key or value raises ``ValueError`` with one
+    line naming it and what is valid."""
+    out = {}
+    for key, raw in items.items():
+        if key not in SETTABLE:
+            raise ValueError(f"unknown setting {key!r}; valid: {', '.join(SETTABLE)}")
+        kind = SETTABLE[key]
+        try:
+            if isinstance(raw, bool) or (kind is int and isinstance(raw, float)):
+                raise ValueError
+            value = kind(raw)
+        except (TypeError, ValueError):
+            expected = {int: "an integer", float: "a number", str: "text"}[kind]
+            raise ValueError(f"setting {key}={raw!r}: expected {expected}") from None
+        least = 2 if key == "batch_size" else 1  # a contrastive batch needs a positive and a negative
+        if kind is int and value < least:
+            raise ValueError(f"setting {key}={value}: must be at least {least}")
+        if kind is float and (value <= 0 if key in _POSITIVE else value < 0):
+            raise ValueError(f"setting {key}={value}: must be {'> 0' if key in _POSITIVE else '>= 0'}")
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ValueError(f"setting {key}={value!r}; valid: {', '.join(_CHOICES[key])}")
+        out[key] = value
+    return out
+
+
+def resolve(name: str, overrides: dict[str, object]) -> Preset:
+    """The preset ``name`` with validated overrides (frames must divide cache_frames)."""
+    preset = get_preset(name).with_overrides(**parse_overrides(overrides))
+    if preset.cache_frames % preset.frames:
+        raise ValueError(f"settings frames={preset.frames}, cache_frames={preset.cache_frames}: cache_frames "
+                         "must be a multiple of frames")
+    return preset
 
 
 def get_preset(name: str) -> Preset:

@@ -18,6 +18,7 @@ class RichReporter:
 
     def start(self, total: int, done: int, epochs: int) -> None:
         self.epochs = epochs
+        self.workers: dict[str, object] = {}  # run_id -> progress task of a cell in another process
         self.progress.start()
         self.cells = self.progress.add_task("cells", total=total, completed=done)
         self.epoch_task = self.progress.add_task("epochs", total=epochs, visible=False)
@@ -30,6 +31,17 @@ class RichReporter:
     def epoch_done(self, epoch: int, row: dict) -> None:
         self.progress.update(self.epoch_task, advance=1,
                              description=f"epochs loss {row['loss']:.3f} val-mse {row['val_mse']:.3f}")
+
+    def workers_progress(self, running: dict[str, dict]) -> None:
+        """Per-epoch progress of cells running in worker processes, Ray tasks or SLURM jobs
+        (read from their claims): one bar per running cell."""
+        for run_id in [r for r in self.workers if r not in running]:
+            self.progress.remove_task(self.workers.pop(run_id))
+        for run_id, p in running.items():
+            text = f"[dim]{run_id}[/] loss {p.get('loss', float('nan')):.3f} val-mse {p.get('val_mse', float('nan')):.3f}"
+            if run_id not in self.workers:
+                self.workers[run_id] = self.progress.add_task(text, total=p.get("epochs"))
+            self.progress.update(self.workers[run_id], completed=p.get("epoch", 0), description=text)
 
     def cell_done(self, spec, rec) -> None:
         self.progress.console.print(f"[green]done[/] {spec.run_id}: acc {rec.metric('accuracy'):.2f} "

@@ -39,7 +39,10 @@ class RecordError(ValueError):
 
     def __init__(self, path: Path, reason: str, remedy: str = "the cell is rerun"):
         super().__init__(f"{path}: {reason}; {remedy}")
-        self.path = path
+        self.path, self.reason, self.remedy = path, reason, remedy
+
+    def __reduce__(self):  # crosses process boundaries intact
+        return type(self), (self.path, self.reason, self.remedy)
 
 
 @dataclass

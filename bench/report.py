@@ -78,7 +78,8 @@ def _cost_lines(records: list[dict]) -> list[str]:
 
 
 def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[RunRecord], expected: int,
-                 table_md: Path, figure: list[Path], effects: list[Path] | None = None) -> Path:
+                 table_md: Path, figures: dict[str, list[Path]]) -> Path:
+    """The report; ``figures`` maps figure1 / effects / curves to their files ([] if not drawn)."""
     finished = [r for r in records if r.finished]
     first = finished[0] if finished else None
     settings = first.settings if first else {}
@@ -103,15 +104,19 @@ def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[
               "with its 95 % interval, and whether the paper's own effect lies inside it.", ""]
     lines += _effect_lines(summary) or ["- no method row of this grid has an MSE row to pair with."]
     lines += ["", *design_notes(summary)]
-    if effects:
-        lines += ["", "## Effects at a glance", "", f"![effects]({effects[0].name})", "",
+    if figures.get("effects"):
+        lines += ["", "## Effects at a glance", "", f"![effects]({figures['effects'][0].name})", "",
                   "Left: each row's macro-F1 (mean and 95 % CI over seeds) with the floor (majority, "
                   "untrained) and ceiling (oracle) bands and the paper's value (×). Right: each row's paired "
                   "ΔF1 against MSE with its 95 % CI and the paper's Δ (×)."]
-    if figure:
-        lines += ["", "## Figure 1", "", f"![Figure 1]({figure[0].name})", "",
+    if figures.get("figure1"):
+        lines += ["", "## Figure 1", "", f"![Figure 1]({figures['figure1'][0].name})", "",
                   "Cosine distance between embeddings of two test scans against their absolute score "
                   "difference (all pairs of test scans, pooled over seeds)."]
+    if figures.get("curves"):
+        lines += ["", "## Learning curves", "", f"![learning curves]({figures['curves'][0].name})", "",
+                  "Per epoch of pretraining: the training loss, its MSE and contrastive parts, and the "
+                  "validation MSE that selects the kept epoch (mean over seeds, band = min to max)."]
     lines += ["", "## Cost per cell", "", *_cost_lines(records), "",
               "Wall = the whole cell (data, pretraining, embedding, classifier); clips/s counts "
               "pretraining steps only."]

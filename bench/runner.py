@@ -261,7 +261,8 @@ def execute_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
                                                              "code": cell_code_version(spec.row.backbone)})
 
         def epoch_done(epoch: int, row: dict) -> None:
-            claims.refresh(claim)
+            claims.refresh(claim, {"epoch": epoch + 1, "epochs": ctx.preset.epochs, "loss": row["loss"],
+                                   "val_mse": row["val_mse"]})
             if on_epoch:
                 on_epoch(epoch, row)
         try:

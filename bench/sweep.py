@@ -25,7 +25,7 @@ import torch
 from bench.data.scans import DataError, LongitudinalDataset
 from bench.data.store import DataStore, warm_cache
 from bench.grid import Row, RunSpec, expand, grid_rows, select, validate_axis
-from bench.presets import Preset, get_preset
+from bench.presets import Preset, resolve
 from bench.records import RecordError, RunRecord, read_record
 from bench.references import ANY, with_references
 from bench.runner import RunContext, cell_code_version
@@ -41,6 +41,7 @@ class SweepOptions:
 
     grid: str = "table4"
     preset: str = "paper"
+    overrides: dict = field(default_factory=dict)  # preset settings, e.g. {"lr": 5e-4} (--set)
     seeds: int | None = None           # seeds 0..N-1 (default: the preset's)
     seed_list: list[int] | None = None  # explicit seeds instead
     backbones: list[str] | None = None
@@ -59,13 +60,14 @@ class SweepOptions:
     executor: str = "local"             # local | ray
     address: str | None = None          # Ray cluster address
     gpus: int = 0
-    jobs_per_gpu: int = 1
+    jobs_per_gpu: int | str = 1         # or "auto" (bench.packing)
     jobs: int = 1
     threads_per_cell: int = 1
     rerun_stale: bool = False
     retry_failed: bool = False
     references: bool = True             # majority / untrained / oracle rows (bench.references)
     folder: str | None = None           # results go to <out>/<folder> (default: the grid's name)
+    slurm: dict = field(default_factory=dict)  # submitit: partition, time_min, gpus_per_task, cpus_per_task, folder
 
 
 @dataclass
@@ -77,6 +79,7 @@ class SweepPlan:
     specs: list[RunSpec]
     store: DataStore
     datasets: dict[str, LongitudinalDataset]
+    jobs_per_gpu: int = 1  # resolved (``auto`` measured)
 
 
 @dataclass
@@ -143,14 +146,18 @@ def check_ray(address: str | None, timeout_s: float = 3.0) -> None:
 
 def check_options(o: SweepOptions) -> None:
     """Every flag on its own (no data, no files): one line per problem, the first raised."""
-    if o.executor not in ("local", "ray"):
-        raise UsageError(f"unknown executor {o.executor!r}; valid: local, ray")
+    if o.executor not in ("local", "ray", "submitit"):
+        raise UsageError(f"unknown executor {o.executor!r}; valid: local, ray, submitit")
     if o.on_bad_input not in ("fail", "skip"):
         raise UsageError(f"--on-bad-input {o.on_bad_input!r}; valid: fail, skip")
     _positive("--seeds", o.seeds)
     _positive("--epochs", o.epochs)
     _positive("--jobs", o.jobs)
-    _positive("--jobs-per-gpu", o.jobs_per_gpu)
+    if o.jobs_per_gpu == "auto":
+        if not o.gpus:
+            raise UsageError("--jobs-per-gpu auto packs cells on GPUs: use it with --gpus N")
+    else:
+        _positive("--jobs-per-gpu", o.jobs_per_gpu)
     _positive("--threads-per-cell", o.threads_per_cell)
     _positive("--gpus", o.gpus, 0)
     if o.seed_list is not None:
@@ -163,13 +170,18 @@ def check_options(o: SweepOptions) -> None:
             raise UsageError(f"--seed-list: seeds must be >= 0, got {min(o.seed_list)}")
     if o.gpus and o.jobs > 1:
         raise UsageError("--jobs is for CPU cells; with --gpus use --jobs-per-gpu")
-    if o.executor == "ray" and (o.gpus or o.jobs > 1 or o.jobs_per_gpu > 1):
-        raise UsageError("--gpus/--jobs/--jobs-per-gpu belong to the local executor; Ray places cells itself")
+    if o.executor != "local" and (o.gpus or o.jobs > 1 or o.jobs_per_gpu != 1):
+        raise UsageError(f"--gpus/--jobs/--jobs-per-gpu belong to the local executor; {o.executor} places cells itself")
     if o.address and o.executor != "ray":
         raise UsageError("--address is a Ray cluster address: use it with --executor ray")
     check_device(o.device, o.gpus)
     if o.executor == "ray":
         check_ray(o.address)
+    if o.executor == "submitit":
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise UsageError("--executor submitit needs submitit: pip install 'learner-bench[slurm]'") from None
 
 
 def _writable_dir(flag: str, path: Path, need_bytes: int) -> None:
@@ -240,7 +252,7 @@ def plan(o: SweepOptions, *, decode: bool = True,
     check_options(o)
     try:
         rows = grid_rows(o.grid)
-        preset = get_preset(o.preset).with_overrides(epochs=o.epochs)
+        preset = resolve(o.preset, {**o.overrides, **({"epochs": o.epochs} if o.epochs is not None else {})})
         validate_axis("backbone", o.backbones, backbones.list_backbones())
         validate_axis("loss", o.losses, LOSSES)
         validate_axis("similarity", o.sims, SIMILARITIES)
@@ -275,9 +287,21 @@ def plan(o: SweepOptions, *, decode: bool = True,
         _writable_dir("--cache-dir", ctx.cache_dir, clip_bytes)
         warm_cache(list(datasets.values()), preset.cache_frames, preset.img_size, ctx.cache_dir, on_clip)
         datasets = _data(o, rows, ctx, store)  # what the cells will read (decoding may drop rows)
+        _check_splits(datasets, seeds, preset)
     ctx.data_keys = {name: ds.cache_key for name, ds in datasets.items()}
     specs = expand(o.grid, rows, seeds, preset.name, ctx.settings_for)
-    return SweepPlan(o, ctx, rows, seeds, specs, store, datasets)
+    jobs_per_gpu = pack_cells(rows, preset, o) if o.jobs_per_gpu == "auto" and decode else o.jobs_per_gpu
+    return SweepPlan(o, ctx, rows, seeds, specs, store, datasets, jobs_per_gpu)
+
+
+def pack_cells(rows: list[Row], preset: Preset, o: SweepOptions) -> int:
+    """``--jobs-per-gpu auto``: the packing rule of :mod:`bench.packing` for the largest
+    measured cell of the grid's backbones and the least free GPU."""
+    from bench.packing import auto_jobs_per_gpu, free_device_bytes, measure_cell_peak_bytes
+    peak = max(measure_cell_peak_bytes(b, preset, "cuda:0", o.compile)
+               for b in dict.fromkeys(r.backbone for r in rows) if b != ANY)
+    free = min(free_device_bytes(f"cuda:{g}") for g in range(o.gpus))
+    return auto_jobs_per_gpu(peak, free)
 
 
 def cell_states(p: SweepPlan) -> CellStates:
@@ -302,11 +326,13 @@ def cell_states(p: SweepPlan) -> CellStates:
 
 def make_executor(p: SweepPlan):
     """The ``cells(todo, ctx, reporter)`` callable chosen by the options."""
-    from bench.executors import local_cells, process_cells, ray_cells, worker_devices
+    from bench.executors import local_cells, process_cells, ray_cells, submitit_cells, worker_devices
     o = p.options
     if o.executor == "ray":
         return partial(ray_cells, address=o.address)
-    devices = worker_devices(o.gpus, o.jobs_per_gpu, o.jobs)
+    if o.executor == "submitit":
+        return partial(submitit_cells, slurm=o.slurm)
+    devices = worker_devices(o.gpus, p.jobs_per_gpu, o.jobs)
     if len(devices) > 1 or o.gpus:
         return partial(process_cells, devices=devices)
     return partial(local_cells, store=p.store)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cli import bench_command  # noqa: E402
+from bench.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(bench_command(sys.argv[1:]))
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from bench.benchmark import train_flops_per_clip
-from bench.cli import bench_command, time_to_table_command
+from bench.cli import main, time_to_table_command
 from bench.presets import get_preset
 
 
@@ -17,7 +17,7 @@ def test_flops_counted_on_meta_device_match_resnet18():
 def test_bench_writes_csv_with_both_modes(tmp_path, capsys):
     argv = ["--preset", "smoke", "--backbones", "tsm_r18,videomae", "--steps", "2", "--warmup", "1",
             "--out", str(tmp_path)]
-    assert bench_command(argv) == 0
+    assert main(["bench", *argv]) == 0
     (csv,) = tmp_path.glob("*.csv")
     df = pd.read_csv(csv)
     assert sorted(zip(df["backbone"], df["mode"])) == [("tsm_r18", "fast"), ("tsm_r18", "naive"),
@@ -47,3 +47,77 @@ def test_cuda_device_is_named_and_gets_its_peak(monkeypatch):
     assert device_name(gpu) == "NVIDIA H100 80GB HBM3"
     assert device_slug(gpu) == "nvidia-h100-80gb-hbm3"
     assert device_peak(gpu) == (989.0, 67.0)
+
+
+def test_benchmark_steps_with_the_runners_train_step_and_batcher(monkeypatch, tmp_path):
+    """The benchmark times exactly the runner's step: ``bench.train.train_step`` (which
+    ``pretrain`` calls) on the runner's ``ClipBatcher``, not a copy of either."""
+    import numpy as np
+    import torch
+
+    import backbones
+    from bench import train
+    from bench.benchmark import BenchConfig, _RenderEveryTime, measure
+    from bench.losses import LossSpec
+    from bench.data import load_dataset
+    real, calls = train.train_step, []
+
+    def spy(model, opt, loss, batcher, idx, y, groups, gen, amp):
+        calls.append((type(batcher), amp))
+        return real(model, opt, loss, batcher, idx, y, groups, gen, amp)
+    monkeypatch.setattr(train, "train_step", spy)
+    preset = get_preset("smoke").with_overrides(epochs=1)
+    # The runner's pretraining steps through the same (patched) function ...
+    torch.manual_seed(0)
+    model = train.Regressor(backbones.create("tsm_r18", num_frames=preset.frames, img_size=preset.img_size,
+                                             variant=preset.variant), preset.head_hidden)
+    clips = torch.randint(0, 255, (12, preset.cache_frames, preset.img_size, preset.img_size), dtype=torch.uint8)
+    train.pretrain(model, train.ClipBatcher(clips, preset.frames), torch.randn(12), torch.zeros(12, dtype=torch.long),
+                   np.arange(8), np.arange(8, 12), preset, LossSpec("cl"), seed=0)
+    assert calls == [(train.ClipBatcher, True)]
+    calls.clear()
+    # ... and so does the benchmark, on the fast path with the runner's batcher.
+    cfg = BenchConfig(preset, steps=2, warmup=1, cache_dir=tmp_path)
+    measure("tsm_r18", cfg, torch.device("cpu"), "fast", flops=1.0)
+    assert calls == [(train.ClipBatcher, True)] * 3  # warm-up + timed steps; amp (bf16 on CUDA) as the runner
+    calls.clear()
+    measure("tsm_r18", cfg, torch.device("cpu"), "naive", flops=1.0)
+    assert len(calls) == 3 and not any(amp for _, amp in calls)
+    # The naive loader normalises with the runner's batcher (centred frames), not a copy.
+    ds = load_dataset("synthetic-lus", **preset.data_defaults)
+    x, _ = _RenderEveryTime(ds, preset)[5]
+    clip = torch.from_numpy(ds.load_clip(ds.scans.iloc[5], preset.cache_frames, preset.img_size))
+    want = train.ClipBatcher(clip[None], preset.frames)(torch.zeros(1, dtype=torch.long))[0]
+    assert torch.equal(x, want)
+
+
+GiB = 2**30
+
+
+@pytest.mark.parametrize("cell_gib, free_gib, kw, jobs", [
+    (10, 80, {}, 4),                     # 5 would fit (78 / 13.5): capped at 4
+    (10, 80, {"cap": 8}, 5),
+    (30, 80, {}, 2),                     # 78 / 38.5
+    (70, 80, {}, 1),                     # does not fit twice; one cell always runs
+    (1, 1, {}, 1),                       # less free than the reserve
+    (20, 80, {"margin": 0, "process_bytes": 0, "reserve_bytes": 0, "cap": 9}, 4),  # exactly 4
+])
+def test_auto_jobs_per_gpu_rule(cell_gib, free_gib, kw, jobs):
+    from bench.packing import auto_jobs_per_gpu
+    assert auto_jobs_per_gpu(cell_gib * GiB, free_gib * GiB, **kw) == jobs
+
+
+@pytest.mark.parametrize("args, kw", [((0, 80 * GiB), {}), ((GiB, -1), {}), ((GiB, 80 * GiB), {"cap": 0}),
+                                      ((GiB, 80 * GiB), {"margin": -0.1})])
+def test_auto_jobs_per_gpu_rejects_nonsense(args, kw):
+    from bench.packing import auto_jobs_per_gpu
+    with pytest.raises(ValueError):
+        auto_jobs_per_gpu(*args, **kw)
+
+
+def test_measured_cell_peak_holds_the_presets_clips():
+    import torch
+
+    from bench.packing import measure_cell_peak_bytes
+    preset = get_preset("smoke")
+    assert measure_cell_peak_bytes("tsm_r18", preset, torch.device("cpu")) > 0

@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from bench.cli import bench_command, main
+from bench.cli import main
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler")]
@@ -30,7 +30,7 @@ def test_compiled_cell_runs_and_is_recorded(tmp_path):
 def test_benchmark_compiles_the_fast_path_only(tmp_path):
     argv = ["--preset", "smoke", "--backbones", "tsm_r18", "--steps", "2", "--warmup", "2", "--compile",
             "--out", str(tmp_path)]
-    assert bench_command(argv) == 0
+    assert main(["bench", *argv]) == 0
     (csv,) = tmp_path.glob("*-smoke-compile.csv")
     df = pd.read_csv(csv).set_index("mode")
     assert bool(df.loc["fast", "compiled"]) and not bool(df.loc["naive", "compiled"])

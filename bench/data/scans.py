@@ -48,6 +48,9 @@ class DataError(ValueError):
             f"(rerun with --on-bad-input skip to drop these rows and report them):\n{lines}"
         )
 
+    def __reduce__(self):  # crosses process boundaries (workers, Ray) intact
+        return type(self), (self.origin, self.problems)
+
 
 @dataclass
 class LongitudinalDataset:
