@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 from contextlib import contextmanager
@@ -278,6 +279,11 @@ def run_cells(plan, console: Console) -> list[tuple[str, str]]:
     console.print(f"{o.folder or 'grid ' + o.grid}, preset [bold]{ctx.preset.name}[/]: {len(plan.specs)} cells "
                   f"({len(plan.rows)} rows × {len(plan.seeds)} seeds), {ctx.threads} CPU thread(s) per cell "
                   f"-> {ctx.out_dir}")
+    cores = os.cpu_count() or 1
+    if (o.executor == "local" and not o.gpus and ctx.torch_device().type == "cpu"
+            and o.jobs * ctx.threads < cores and len(plan.specs) > 1):
+        console.print(f"[dim]hint: {cores} CPU cores, {o.jobs} cell(s) at a time with {ctx.threads} thread(s) each; "
+                      f"--jobs {cores // ctx.threads} runs more cells at once with the same numbers[/]")
     result = sweep.run(plan, RichReporter(console))
     for reason in result.unreadable.values():
         console.print(f"[yellow]unreadable record[/] {reason}")
@@ -288,11 +294,15 @@ def run_cells(plan, console: Console) -> list[tuple[str, str]]:
         console.print(f"[yellow]{len(result.claimed_elsewhere)} cells were left to another sweep[/] "
                       f"({', '.join(sorted({who for _, who in result.claimed_elsewhere}))}); a rerun "
                       "after it ends includes those it finished")
-    if result.ran == 0 and not result.failed and not result.claimed_elsewhere:
+    kept_failed = sum(not r.finished for r in result.records) - len(result.failed)
+    if kept_failed:
+        console.print(f"[yellow]{kept_failed} cell(s) failed in an earlier run[/] (their records say why); "
+                      "--retry-failed reruns them")
+    if result.ran == 0 and not result.failed and not result.claimed_elsewhere and not kept_failed:
         console.print(f"all {len(plan.specs)} cells were already finished in {ctx.out_dir / 'runs'}: "
                       "nothing to run")
     elif result.skipped:
-        console.print(f"resumed: {result.skipped} cells were already finished, {result.ran} ran now")
+        console.print(f"resumed: {result.skipped - kept_failed} cells were already finished, {result.ran} ran now")
     return result.failed
 
 
@@ -338,7 +348,7 @@ def run_grid(plan, args, console: Console) -> int:
     console.print("wrote: " + ", ".join(map(str, written)))
     if failed:
         console.print(f"[red]{len(failed)} cell(s) failed[/] (reasons above and in their records)")
-    return 1 if failed else 0
+    return 1 if failed or any(not r.finished for r in records) else 0
 
 
 def sensitivity_command(args) -> int:

@@ -232,13 +232,15 @@ def to_latex(groups, columns, rows, caption: str) -> str:
         if title:
             rules.append(rf"\cmidrule(lr){{{col}-{col + span - 1}}}")
         col += span
-    out = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(caption)}}}",
-           rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    out = [r"% learner-bench table: needs \usepackage{booktabs,graphicx}; shrunk to the text width if wider",
+           r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(caption)}}}",
+           r"\setbox0=\hbox{%", rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
     if rules:  # a group row only where some group has a title
         out += [" & ".join(head_groups) + r" \\", " ".join(rules)]
     out += [" & ".join(_tex_escape(c) for c in columns) + r" \\", r"\midrule"]
     out += [" & ".join(cell(c) for c in r) + r" \\" for r in rows]
-    out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    out += [r"\bottomrule", r"\end{tabular}}%",
+            r"\ifdim\wd0>\linewidth\resizebox{\linewidth}{!}{\box0}\else\box0\fi", r"\end{table}"]
     return "\n".join(out) + "\n"
 
 
