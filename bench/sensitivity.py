@@ -89,19 +89,22 @@ def study_figure(knob: str, summary: pd.DataFrame, out_dir: Path) -> list[Path]:
             ref = sub[(sub["loss"] == loss) & (sub["backbone"].isin([b, "any"]))]
             if len(ref) and ref["n"].max() > 0:
                 top.plot(ref["value"], ref["macro_f1_mean"], style, color=color, label=ref["loss_label"].iloc[0])
-        for i, (loss, g) in enumerate(methods[(methods["dataset"] == d) & (methods["backbone"] == b)]
-                                      .groupby("loss_label", sort=False)):
+        groups = list(methods[(methods["dataset"] == d) & (methods["backbone"] == b)].groupby("loss_label", sort=False))
+        span = float(np.ptp(summary["value"].astype(float))) or 1.0
+        for i, (loss, g) in enumerate(groups):
+            x = g["value"].astype(float) + (i - (len(groups) - 1) / 2) * 0.012 * span  # dodge the error bars
             err = np.abs(np.vstack([g["macro_f1_mean"] - g["macro_f1_ci_lo"], g["macro_f1_ci_hi"] - g["macro_f1_mean"]]))
-            top.errorbar(g["value"], g["macro_f1_mean"], yerr=np.nan_to_num(err), marker="o", capsize=3,
+            top.errorbar(x, g["macro_f1_mean"], yerr=np.nan_to_num(err), marker="o", capsize=3,
                          color=f"C{i}", label=loss)
             if g["macro_f1_vs_mse"].notna().any():
                 derr = np.abs(np.vstack([g["macro_f1_vs_mse"] - g["macro_f1_vs_mse_lo"],
                                          g["macro_f1_vs_mse_hi"] - g["macro_f1_vs_mse"]]))
-                bottom.errorbar(g["value"], g["macro_f1_vs_mse"], yerr=np.nan_to_num(derr), marker="o", capsize=3,
+                bottom.errorbar(x, g["macro_f1_vs_mse"], yerr=np.nan_to_num(derr), marker="o", capsize=3,
                                 color=f"C{i}", label=f"{loss} − MSE")
         bottom.axhline(0, color="0.5", lw=1)
         top.set_title(f"{DATASET_LABELS.get(d, d)}, {backbone_label(b)}")
         top.set_ylabel("macro-F1 (mean, 95 % CI over seeds)")
+        top.set_ylim(0, 1)
         bottom.set_ylabel("ΔF1 vs MSE (paired, 95 % CI)")
         bottom.set_xlabel(knob)
         top.legend(fontsize=7)

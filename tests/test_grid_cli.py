@@ -46,19 +46,8 @@ def test_select_filters_and_extends():
     (["--data", "lus"], "--data must look like NAME=VALUE"),
     (["--seeds", "many"], "argument --seeds: invalid int value"),
 ])
-def test_bad_arguments_one_line_exit_2(argv, needle, capsys):
-    assert exit_code(argv) == 2
-    err = capsys.readouterr().err
-    assert needle in err
-    assert len(err.strip().splitlines()) == 1
-
-
-def exit_code(argv: list[str]) -> int:
-    """``main``'s status, whether it returns it or argparse exits with it."""
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
+def test_bad_arguments_one_line_exit_2(argv, needle, usage_error):
+    usage_error(argv, needle)
 
 
 def test_cells_run_seed_by_seed_in_table_order():

@@ -11,16 +11,10 @@ import pytest
 
 from bench import sweep
 from bench.cli import COMMANDS, main
+from conftest import exit_code
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = ["--grid", "table3", "--preset", "smoke", "--datasets", "lus"]
-
-
-def code(argv) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +30,12 @@ def smoke_run(tmp_path_factory, cache):
 
 
 def test_help_lists_every_subcommand_and_each_has_its_own(capsys):
-    assert code(["--help"]) == 0
+    assert exit_code(["--help"]) == 0
     text = capsys.readouterr().out
     for name in COMMANDS:
         assert f"\n    {name}" in text
     for name in COMMANDS:
-        assert code([name, "--help"]) == 0
+        assert exit_code([name, "--help"]) == 0
         assert f"usage: run_all.py {name}" in capsys.readouterr().out
     script = Path(sys.executable).parent / "learner-bench"
     if script.exists():  # the console script is the same CLI
@@ -50,7 +44,7 @@ def test_help_lists_every_subcommand_and_each_has_its_own(capsys):
 
 
 def test_grid_flags_without_a_subcommand_still_run_a_grid(tmp_path, capsys):
-    assert code(["--grid", "table9"]) == 2
+    assert exit_code(["--grid", "table9"]) == 2
     assert "unknown grid 'table9'" in capsys.readouterr().err
 
 
@@ -73,12 +67,10 @@ def test_set_is_in_the_fingerprint_and_config_toml_reruns_the_same_cells(smoke_r
     ("grid = \n", "not valid TOML"),
     ('[set]\nlr = "fast"\n', "setting lr='fast': expected a number"),
 ])
-def test_bad_config_files_are_one_line(tmp_path, content, needle, capsys):
+def test_bad_config_files_are_one_line(tmp_path, content, needle, usage_error):
     path = tmp_path / "c.toml"
     path.write_text(content)
-    assert code(["--config", str(path), "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert needle in err and len(err.splitlines()) == 1
+    usage_error(["--config", str(path), "--out", str(tmp_path)], needle)
 
 
 def test_learning_curves_are_drawn_and_in_the_report(smoke_run):

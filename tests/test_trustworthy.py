@@ -288,7 +288,7 @@ NO_CUDA = [(["--device", "cuda:0"], "no CUDA device here"), (["--device", "cuda"
 
 
 @pytest.mark.parametrize("flags, needle", BAD + NO_CUDA, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
-def test_bad_command_line_is_one_line_and_exit_2_before_anything_runs(flags, needle, tmp_path, capsys):
+def test_bad_command_line_is_one_line_and_exit_2_before_anything_runs(flags, needle, tmp_path, usage_error):
     import torch
     if (flags, needle) in NO_CUDA and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -299,23 +299,16 @@ def test_bad_command_line_is_one_line_and_exit_2_before_anything_runs(flags, nee
     argv = ["--grid", "table3", "--preset", "smoke", "--datasets", "lus", "--out", str(tmp_path / "out"),
             "--cache-dir", str(tmp_path / "cache"), *flags]
     t0 = time.perf_counter()
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and needle in err and len(err.splitlines()) == 1, err
+    usage_error(argv, needle)
     assert time.perf_counter() - t0 < 30
     assert not (tmp_path / "out" / "table3" / "runs").exists()
 
 
-def test_a_full_disk_is_found_before_anything_runs(tmp_path, monkeypatch, capsys):
+def test_a_full_disk_is_found_before_anything_runs(tmp_path, monkeypatch, usage_error):
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1024))
-    code = main(["--grid", "table3", "--preset", "smoke", "--out", str(tmp_path / "out"),
-                 "--cache-dir", str(tmp_path / "cache")])
-    err = capsys.readouterr().err
-    assert code == 2 and "0 MiB free, a cell needs about" in err and len(err.strip().splitlines()) == 1
+    usage_error(["--grid", "table3", "--preset", "smoke", "--out", str(tmp_path / "out"),
+                 "--cache-dir", str(tmp_path / "cache")], "0 MiB free, a cell needs about")
 
 
 # --- processes ----------------------------------------------------------------------------
