@@ -123,6 +123,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peak-tflops", type=float, help="device peak for MFU where none is listed (CPUs)")
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path's encoder")
+    p.add_argument("--cache-dir", default=".cache/clips", help="decoded-clip cache the fast path reads")
     p.add_argument("--out", default="results/benchmarks")
 
 
@@ -474,7 +475,7 @@ def bench_command(args) -> int:
         return _fail(str(exc.args[0]))
     from bench.benchmark import BenchConfig, bench_csv, run_benchmark
     cfg = BenchConfig(preset, steps=args.steps, warmup=args.warmup, workers=args.workers,
-                      peak_tflops=args.peak_tflops, compile=args.compile)
+                      peak_tflops=args.peak_tflops, compile=args.compile, cache_dir=Path(args.cache_dir))
     df = run_benchmark(args.backbones, cfg, device)
     path = bench_csv(args.out, device, preset, args.compile)
     path.parent.mkdir(parents=True, exist_ok=True)
