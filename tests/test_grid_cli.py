@@ -1,7 +1,6 @@
 """Grid definitions, axis filters/extensions, and one-line argument errors (exit 2)."""
 import pytest
 
-from bench.cli import main
 from bench.grid import Row, grid_rows, select
 from bench.paper import TABLE4
 
