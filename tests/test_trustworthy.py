@@ -365,5 +365,5 @@ def test_two_concurrent_sweeps_run_each_cell_once(tmp_path, cache):
     assert [p.returncode for p in procs] == [0, 0], outs
     done = sum(o.count("done smoke-") for o, _ in outs)
     records = [json.loads(p.read_text()) for p in (tmp_path / "table3" / "runs").glob("*.json")]
-    assert done == len(records) == 12 and all(r["status"] == "finished" for r in records)
+    assert done == len(records) == 24 and all(r["status"] == "finished" for r in records)  # 12 rows x 2 seeds
     assert not list((tmp_path / "table3" / "runs").glob("*.claim"))
