@@ -196,12 +196,13 @@ def library_versions() -> dict[str, str]:
 
 
 def git_commit() -> str:
-    """HEAD of the checkout this code runs from, with ``-dirty`` for uncommitted changes."""
+    """HEAD of the checkout this code runs from, with ``-dirty`` for uncommitted changes to
+    it (outputs under ``results/``, which a sweep itself rewrites, do not count)."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                               text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=5).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
