@@ -13,12 +13,11 @@ import fcntl
 import json
 import os
 import socket
-import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.records import FILE_MODE
+from bench.records import write_json_atomic
 
 STALE_AFTER_S = 2 * 3600.0
 
@@ -42,6 +41,11 @@ class ClaimedElsewhere(RuntimeError):
 
     def __reduce__(self):  # crosses process boundaries (workers, Ray, submitit) intact
         return type(self), (self.run_id, self.by, self.finished)
+
+
+def this_process() -> tuple[str, int]:
+    """(host, pid) of this process: who holds a claim, or which driver a worker watches."""
+    return socket.gethostname(), os.getpid()
 
 
 def process_alive(pid: int) -> bool:
@@ -86,15 +90,11 @@ def acquire(path: Path, run_id: str) -> None:
         fcntl.flock(lf, fcntl.LOCK_EX)
         held = read_claim(path)
         if held is not None:
-            if held.pid == os.getpid() and held.host == socket.gethostname():
+            if (held.host, held.pid) == this_process():
                 return  # ours already (a retried cell in the same process)
             if not is_stale(path, held):
                 raise ClaimedElsewhere(run_id, str(held))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}, f)
-        os.replace(tmp, path)
+        write_json_atomic(path, asdict(Claim(*this_process(), time.time())))
 
 
 def refresh(path: Path, progress: dict | None = None) -> None:
@@ -102,13 +102,9 @@ def refresh(path: Path, progress: dict | None = None) -> None:
     ``progress`` (epoch, epochs, loss, val_mse), say how far it is: the sweep's driver reads
     it to show the progress of cells running in other processes."""
     held = read_claim(path)
-    if held is None or held.pid != os.getpid():
+    if held is None or (held.host, held.pid) != this_process():
         return  # released, or taken over: not ours to touch
-    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
-    os.fchmod(fd, FILE_MODE)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"host": held.host, "pid": held.pid, "since": held.since, "progress": progress or {}}, f)
-    os.replace(tmp, path)
+    write_json_atomic(path, {**asdict(held), "progress": progress or {}})
 
 
 def read_progress(path: Path) -> dict | None:

@@ -271,9 +271,9 @@ def sweep_options(args):
         references=not args.no_references, slurm=slurm)
 
 
-def run_cells(plan, console: Console) -> list[tuple[str, str]]:
-    """Run the plan's unfinished cells with a progress display; say what happened; return
-    the failures (each already printed once, as it happened)."""
+def run_cells(plan, console: Console):
+    """Run the plan's unfinished cells with a progress display and say what happened;
+    returns the :class:`bench.sweep.SweepResult` (its failures already printed, once each)."""
     from bench import sweep
     from bench.progress import RichReporter
     ctx, o = plan.ctx, plan.options
@@ -304,7 +304,7 @@ def run_cells(plan, console: Console) -> list[tuple[str, str]]:
                       "nothing to run")
     elif result.skipped:
         console.print(f"resumed: {result.skipped - kept_failed} cells were already finished, {result.ran} ran now")
-    return result.failed
+    return result
 
 
 def run_grid(plan, args, console: Console) -> int:
@@ -322,18 +322,17 @@ def run_grid(plan, args, console: Console) -> int:
     for ds in plan.datasets.values():
         for problem in ds.skipped:
             console.print(f"[yellow]skipped[/] {ds.name}: {problem}")
-    failed: list = []
-    records = sweep.records_of(plan)
     if args.tables_only:
+        failed, records = [], sweep.records_of(plan)
         missing = len(plan.specs) - len(records)
         if missing:
             console.print(f"[yellow]{missing} of {len(plan.specs)} cells have no readable record; "
                           "their table cells stay empty[/]")
     else:
-        failed = run_cells(plan, console)
-        records = sweep.records_of(plan)
-    paths = write_tables(records, plan.rows, o.grid, ctx.out_dir, CODE_VERSION)
+        result = run_cells(plan, console)
+        failed, records = result.failed, result.records
     summary = summarize(records, plan.rows, CODE_VERSION)
+    paths = write_tables(summary, records, o.grid, ctx.out_dir)
     finished = [r for r in records if r.finished]
     score_names = {r.dataset: r.data["score"] for r in finished}
     figures = {"figure1": figure1(finished, ctx.out_dir / "runs", ctx.out_dir, score_names),
@@ -369,7 +368,7 @@ def sensitivity_command(args) -> int:
     failed = []
     for value, plan in plans:
         console.print(f"[bold]{args.knob} = {value}[/]")
-        failed += run_cells(plan, console)
+        failed += run_cells(plan, console).failed
     paths = sensitivity.write_study(args.knob, plans)
     console.print("wrote: " + ", ".join(map(str, paths)))
     if failed:

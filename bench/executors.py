@@ -99,7 +99,7 @@ def process_cells(todo, ctx: RunContext, reporter=None, *, devices: list[str]):
     slots = mp.Queue()
     for d in devices:
         slots.put(d)
-    driver = (socket.gethostname(), os.getpid())
+    driver = claims.this_process()
     with ProcessPoolExecutor(len(devices), mp_context=mp, initializer=_init_worker,
                              initargs=(slots, driver)) as pool:
         futures = {pool.submit(_worker_cell, spec, ctx): spec for spec in todo}
@@ -128,7 +128,7 @@ def ray_cells(todo, ctx: RunContext, reporter=None, *, address: str | None = Non
     use_gpu = ray.cluster_resources().get("GPU", 0) >= 1 and (ctx.device == "auto" or ctx.device.startswith("cuda"))
     task = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=ctx.threads, max_retries=0)(_ray_cell)
     device = "cuda" if use_gpu else "cpu"  # inside a task, its one GPU is cuda
-    driver = (socket.gethostname(), os.getpid())
+    driver = claims.this_process()
     refs = {task.remote(spec, ctx, device, driver): spec for spec in todo}
     pending = list(refs)
     while pending:
@@ -169,7 +169,7 @@ def submitit_cells(todo, ctx: RunContext, reporter=None, *, slurm: dict):
         if slurm.get("partition"):
             params["slurm_partition"] = slurm["partition"]
     executor.update_parameters(**params)
-    driver = (socket.gethostname(), os.getpid())
+    driver = claims.this_process()
     jobs = executor.map_array(_submitit_cell, todo, [ctx] * len(todo), [driver] * len(todo))
     pending = dict(zip(jobs, todo))
     while pending:

@@ -10,11 +10,7 @@ import pandas as pd
 
 from bench.records import RunRecord
 from bench.references import ANY
-from bench.tables import design_notes
-
-
-def _f(v: float, fmt: str = ".3f") -> str:
-    return "–" if pd.isna(v) else format(v, fmt)
+from bench.tables import design_notes, number
 
 
 def _floor_ceiling_lines(summary: pd.DataFrame) -> list[str]:
@@ -25,9 +21,9 @@ def _floor_ceiling_lines(summary: pd.DataFrame) -> list[str]:
         if not len(refs):
             continue
         parts = [f"{r.loss_label.replace(' (ref.)', '')}{'' if r.backbone == ANY else f' {r.model}'} "
-                 f"{_f(r.macro_f1_mean)}" for r in refs.itertuples() if r.n]
+                 f"{number(r.macro_f1_mean)}" for r in refs.itertuples() if r.n]
         lines.append(f"- {d.upper()} references (macro-F1): " + "; ".join(parts) + ".")
-        shares = [f"{r.model} {r.loss_label} {_f(r.headroom, '.2f')}" for r in sub.itertuples()
+        shares = [f"{r.model} {r.loss_label} {number(r.headroom, '.2f')}" for r in sub.itertuples()
                   if r.kind == "method" and not pd.isna(r.headroom)]
         if shares:
             lines.append(f"- {d.upper()} share of the headroom between the untrained encoder (0) and the "
@@ -44,8 +40,8 @@ def _effect_lines(summary: pd.DataFrame) -> list[str]:
             continue
         head = f"- {r.dataset.upper()} {r.model} {r.loss_label}: "
         if not pd.isna(r.macro_f1_vs_mse):
-            ours = (f"ΔF1 vs MSE {r.macro_f1_vs_mse:+.3f}, 95 % CI [{_f(r.macro_f1_vs_mse_lo, '+.3f')}, "
-                    f"{_f(r.macro_f1_vs_mse_hi, '+.3f')}], P(>MSE) = {_f(r.p_improve, '.2f')} (n = {r.n_paired})")
+            ours = (f"ΔF1 vs MSE {r.macro_f1_vs_mse:+.3f}, 95 % CI [{number(r.macro_f1_vs_mse_lo, '+.3f')}, "
+                    f"{number(r.macro_f1_vs_mse_hi, '+.3f')}], P(>MSE) = {number(r.p_improve, '.2f')} (n = {r.n_paired})")
             paper = ("; the paper has no MSE row for this backbone" if pd.isna(r.paper_f1_vs_mse) else
                      f"; paper ΔF1 {r.paper_f1_vs_mse:+.3f}: {r.verdict}")
             lines.append(head + ours + f", {r.significance or 'no interval'}" + paper + ".")
@@ -73,7 +69,7 @@ def _cost_lines(records: list[dict]) -> list[str]:
     lines = ["| Dataset | Backbone | Loss | Sim. | Device | Cells | Wall s / cell | Pretraining s / cell "
              "| Training clips/s | Peak memory MB |", "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {c.dataset} | {c.backbone} | {c.loss} | {c.sim} | {c.device} | {c.cells} | {c.wall:.1f} "
-              f"| {_f(c.pretrain, '.1f')} | {_f(c.clips, '.1f')} | {c.memory:.0f} |" for c in cost.itertuples()]
+              f"| {number(c.pretrain, '.1f')} | {number(c.clips, '.1f')} | {c.memory:.0f} |" for c in cost.itertuples()]
     return lines
 
 

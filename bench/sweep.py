@@ -12,6 +12,7 @@ its row). A failed cell is retried with ``retry_failed`` or when the code change
 """
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 import tempfile
@@ -127,10 +128,8 @@ def check_device(device: str, gpus: int) -> None:
 
 def check_ray(address: str | None, timeout_s: float = 3.0) -> None:
     """Ray is installed and, for an explicit ``host:port``, something answers there."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise UsageError("--executor ray needs Ray: pip install 'learner-bench[ray]'") from None
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("--executor ray needs Ray: pip install 'learner-bench[ray]'")
     if not address or address == "auto":
         return
     hostport = address.split("://", 1)[-1]
@@ -177,11 +176,8 @@ def check_options(o: SweepOptions) -> None:
     check_device(o.device, o.gpus)
     if o.executor == "ray":
         check_ray(o.address)
-    if o.executor == "submitit":
-        try:
-            import submitit  # noqa: F401
-        except ImportError:
-            raise UsageError("--executor submitit needs submitit: pip install 'learner-bench[slurm]'") from None
+    if o.executor == "submitit" and importlib.util.find_spec("submitit") is None:
+        raise UsageError("--executor submitit needs submitit: pip install 'learner-bench[slurm]'")
 
 
 def _writable_dir(flag: str, path: Path, need_bytes: int) -> None:
@@ -304,20 +300,25 @@ def pack_cells(rows: list[Row], preset: Preset, o: SweepOptions) -> int:
     return auto_jobs_per_gpu(peak, free)
 
 
-def cell_states(p: SweepPlan) -> CellStates:
-    states = CellStates()
+def _read_records(p: SweepPlan):
+    """``(spec, record | None | RecordError)`` for each of the plan's cells, in grid order."""
     for spec in p.specs:
         try:
-            rec = read_record(p.ctx.run_path(spec))
+            yield spec, read_record(p.ctx.run_path(spec))
         except RecordError as exc:
-            states.unreadable[spec.run_id] = str(exc)
+            yield spec, exc
+
+
+def cell_states(p: SweepPlan) -> CellStates:
+    states = CellStates()
+    for spec, rec in _read_records(p):
+        if isinstance(rec, RecordError):
+            states.unreadable[spec.run_id] = str(rec)
+        elif rec is None:
             continue
-        if rec is None:
-            continue
-        current = rec.code_version == cell_code_version(spec.row.backbone)
-        if not rec.finished:
+        elif not rec.finished:
             states.failed[spec.run_id] = rec
-        elif current:
+        elif rec.code_version == cell_code_version(spec.row.backbone):
             states.finished[spec.run_id] = rec
         else:
             states.stale[spec.run_id] = rec
@@ -340,15 +341,7 @@ def make_executor(p: SweepPlan):
 
 def records_of(p: SweepPlan) -> list[RunRecord]:
     """The readable records of the plan's cells, in grid order (``--tables-only``)."""
-    out = []
-    for spec in p.specs:
-        try:
-            rec = read_record(p.ctx.run_path(spec))
-        except RecordError:
-            continue
-        if rec is not None:
-            out.append(rec)
-    return out
+    return [rec for _, rec in _read_records(p) if isinstance(rec, RunRecord)]
 
 
 def run(p: SweepPlan | SweepOptions, reporter=None, cells=None) -> SweepResult:

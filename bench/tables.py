@@ -129,8 +129,9 @@ def _fmt(mean: float, std: float, digits: int, n: int, failed: int = 0) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "")
 
 
-def _paper(v: float, digits: int) -> str:
-    return "–" if np.isnan(v) else f"{v:.{digits}f}"
+def number(v: float, spec: str = ".3f") -> str:
+    """``v`` formatted by ``spec``, or "–" where there is none (NaN)."""
+    return "–" if pd.isna(v) else format(v, spec)
 
 
 def _effect(r) -> str:
@@ -160,14 +161,13 @@ def _metric_cells(sub: pd.DataFrame, extended: bool) -> list[list[Cell]]:
             Cell(_fmt(r.accuracy_mean, r.accuracy_std, 2, r.n, failed), method and bool(r.n) and r.accuracy_mean == best_acc),
             Cell(_fmt(r.macro_f1_mean, r.macro_f1_std, 3, r.n, failed) + mark,
                  method and bool(r.n) and r.macro_f1_mean == best_f1),
-            Cell(_paper(r.paper_accuracy, 2)), Cell(_paper(r.paper_f1, 3)),
+            Cell(number(r.paper_accuracy, ".2f")), Cell(number(r.paper_f1)),
         ]
         if extended:
             ci = "–" if np.isnan(r.macro_f1_ci_lo) else f"[{r.macro_f1_ci_lo:.3f}, {r.macro_f1_ci_hi:.3f}]"
             n = f"{int(r.n)}" + (f" (+{failed} failed)" if failed else "")
-            line += [Cell(n), Cell(ci), Cell("–" if np.isnan(r.headroom) else f"{r.headroom:.2f}"),
-                     Cell(_effect(r)), Cell("–" if np.isnan(r.p_improve) else f"{r.p_improve:.2f}"),
-                     Cell(_paper(r.paper_f1_vs_mse, 3) if np.isnan(r.paper_f1_vs_mse) else f"{r.paper_f1_vs_mse:+.3f}"),
+            line += [Cell(n), Cell(ci), Cell(number(r.headroom, ".2f")), Cell(_effect(r)),
+                     Cell(number(r.p_improve, ".2f")), Cell(number(r.paper_f1_vs_mse, "+.3f")),
                      Cell(_verdict(r)), Cell(_fmt(r.spearman_mean, r.spearman_std, 2, r.n))]
         cells.append(line)
     return cells
@@ -308,10 +308,9 @@ def cell_frame(records: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def write_tables(records: list[RunRecord], rows: list[Row], grid: str, out_dir: Path,
-                 code_version: str | None = None) -> dict[str, Path]:
-    """``<out>/<grid>.csv|.md|.tex`` and the per-cell ``cells.csv``; returns the paths."""
-    summary = summarize(records, rows, code_version)
+def write_tables(summary: pd.DataFrame, records: list[RunRecord], grid: str, out_dir: Path) -> dict[str, Path]:
+    """``<out>/<grid>.csv|.md|.tex`` from ``summary`` (:func:`summarize`) and the per-cell
+    ``cells.csv`` from ``records``; returns the paths."""
     caption = CAPTIONS.get(grid, f"Grid {grid}: mean ± std over seeds.")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {ext: out_dir / f"{grid}.{ext}" for ext in ("csv", "md", "tex")}

@@ -146,14 +146,14 @@ def test_latex_tables_fit_the_text_width(tmp_path):
     from bench.grid import grid_rows
     from bench.records import RunRecord
     from bench.references import with_references
-    from bench.tables import write_tables
+    from bench.tables import summarize, write_tables
     rows = with_references(grid_rows("table3"), lambda d: True)
     records = [RunRecord(run_id=f"{r}-{s}", grid="table3", dataset=r.dataset, backbone=r.backbone, loss=r.loss,
                          sim=r.sim, seed=s, preset="quick", fingerprint="f", code_version="c", status="finished",
                          settings={}, numerics={}, device="cpu", git_commit="g", finished_at="",
                          metrics={"accuracy": 55.55 + s, "macro_f1": 0.555 + s / 100, "weighted_f1": 0.5})
                for r in rows for s in range(3)]
-    paths = write_tables(records, rows, "table3", tmp_path, "c")
+    paths = write_tables(summarize(records, rows, "c"), records, "table3", tmp_path)
     tex = paths["tex"].read_text()
     assert r"\ifdim\wd0>\linewidth\resizebox{\linewidth}{!}{\box0}" in tex
     if shutil.which("pdflatex") is None:

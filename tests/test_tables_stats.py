@@ -55,7 +55,7 @@ def test_table3_layout_bold_best_and_files(tmp_path):
     assert r"\textbf{61.00 $\pm$ 1.00}" in tex and r"\multicolumn{4}{c}{LUS}" in tex
     md = to_markdown(groups, columns, rows)
     assert "| Loss | LUS Acc. (ours) |" in md and "**61.00 ± 1.00**" in md
-    paths = write_tables(RECORDS, grid_rows("table3"), "table3", tmp_path)
+    paths = write_tables(summarize(RECORDS, grid_rows("table3")), RECORDS, "table3", tmp_path)
     assert "+0.110 [+0.085, +0.135]" in paths["md"].read_text()
     assert paths["csv"].read_text().splitlines()[0].startswith("dataset,backbone,loss,sim")
 
@@ -163,7 +163,7 @@ def test_failed_and_stale_rows_are_marked(tmp_path):
     summary = summarize(recs, grid_rows("table3"), "code-a").set_index(["dataset", "loss"])
     assert summary.loc[("lus", "cl"), "n"] == 0 and summary.loc[("lus", "cl"), "n_failed"] == 1
     assert not summary.loc[("lus", "mse"), "stale"] and summary.loc[("lus", "wcl"), "stale"]
-    paths = write_tables(recs, grid_rows("table3"), "table3", tmp_path, "code-a")
+    paths = write_tables(summarize(recs, grid_rows("table3"), "code-a"), recs, "table3", tmp_path)
     md = paths["md"].read_text()
     assert "| MSE + CL | failed | failed |" in md and "0.450 †" in md and "--rerun-stale" in md
     assert r"0.450 $^\dagger$" in paths["tex"].read_text()
