@@ -85,6 +85,8 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-references", action="store_true",
                    help="leave out the majority / untrained / oracle reference rows")
     p.add_argument("--out", default="results", help="results root (default results/)")
+    p.add_argument("--tables-only", action="store_true",
+                   help="run nothing: rebuild tables and figures from the finished records")
     p.add_argument("--cache-dir", default=".cache/clips", help="decoded-clip cache (default .cache/clips)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
@@ -138,7 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help=COMMANDS_HELP["run"], description=COMMANDS_HELP["run"])
     run.add_argument("--grid", default="table4", help=f"one of {', '.join(GRIDS)} (default table4)")
     add_sweep_arguments(run)
-    run.add_argument("--tables-only", action="store_true", help="rebuild tables from finished run JSONs")
     run.add_argument("--list-backbones", action="store_true", help="print the backbone registry and exit")
     sens = sub.add_parser("sensitivity", help=COMMANDS_HELP["sensitivity"], description=COMMANDS_HELP["sensitivity"]
                           + ": writes <out>/sensitivity/<knob>/ (sensitivity.csv, summary.csv, sensitivity.png/.pdf)")
@@ -359,7 +360,8 @@ def sensitivity_command(args) -> int:
     try:
         values = sensitivity.parse_values(args.knob, args.values)
         with clip_progress(console) as on_clip:
-            plans = sensitivity.plan_study(sweep_options(args), args.knob, values, on_clip)
+            plans = sensitivity.plan_study(sweep_options(args), args.knob, values, on_clip,
+                                           decode=not args.tables_only)
     except sweep.UsageError as exc:
         return _fail(str(exc))
     except DataError as exc:
@@ -368,7 +370,13 @@ def sensitivity_command(args) -> int:
     failed = []
     for value, plan in plans:
         console.print(f"[bold]{args.knob} = {value}[/]")
-        failed += run_cells(plan, console).failed
+        if args.tables_only:
+            missing = len(plan.specs) - len(sweep.records_of(plan))
+            if missing:
+                console.print(f"[yellow]{missing} of {len(plan.specs)} cells have no readable record; "
+                              "they are left out[/]")
+        else:
+            failed += run_cells(plan, console).failed
     paths = sensitivity.write_study(args.knob, plans)
     console.print("wrote: " + ", ".join(map(str, paths)))
     if failed:

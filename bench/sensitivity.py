@@ -54,9 +54,10 @@ def value_options(template: sweep.SweepOptions, knob: str, value) -> sweep.Sweep
     return replace(template, data=data, folder=f"sensitivity/{knob}")
 
 
-def plan_study(template: sweep.SweepOptions, knob: str, values: list, on_clip=None) -> list[tuple[object, sweep.SweepPlan]]:
+def plan_study(template: sweep.SweepOptions, knob: str, values: list, on_clip=None,
+               decode: bool = True) -> list[tuple[object, sweep.SweepPlan]]:
     """One validated plan per value (all before anything runs, so a bad value is found first)."""
-    return [(v, sweep.plan(value_options(template, knob, v), on_clip=on_clip)) for v in values]
+    return [(v, sweep.plan(value_options(template, knob, v), decode=decode, on_clip=on_clip)) for v in values]
 
 
 def study_frames(knob: str, plans: list[tuple[object, sweep.SweepPlan]]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -24,6 +24,13 @@ def test_sensitivity_command_writes_tidy_csv_and_figure_and_resumes(tmp_path, ca
     assert main(argv) == 0
     assert "nothing to run" in capsys.readouterr().out  # a rerun skips every finished cell
 
+    gone = sorted((out / "runs").glob("*-cl-*.json"))[0]
+    gone.unlink()
+    assert main(argv + ["--tables-only"]) == 0
+    assert "1 of 10 cells have no readable record" in capsys.readouterr().out
+    assert not gone.exists()  # --tables-only ran nothing
+    assert len(pd.read_csv(out / "sensitivity.csv")) == len(tidy) - 1
+
 
 @pytest.mark.parametrize("extra, needle", [
     (["--knob", "colour", "--values", "0,1"], "unknown knob 'colour'; valid: signal, nuisance"),
