@@ -108,15 +108,16 @@ def study_figure(knob: str, summary: pd.DataFrame, out_dir: Path) -> list[Path]:
         top.set_ylim(0, 1)
         bottom.set_ylabel("ΔF1 vs MSE (paired, 95 % CI)")
         bottom.set_xlabel(knob)
-        top.legend(fontsize=7)
-        bottom.legend(fontsize=7)
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:  # nothing finished yet: no legend
+                ax.legend(fontsize=7)
     return save_figure(fig, out_dir, "sensitivity")
 
 
 def write_study(knob: str, plans: list[tuple[object, sweep.SweepPlan]]) -> list[Path]:
     out_dir = plans[0][1].ctx.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)  # --tables-only before any cell ran
     tidy, summary = study_frames(knob, plans)
     paths = [out_dir / "sensitivity.csv", out_dir / "summary.csv"]
     tidy.to_csv(paths[0], index=False, float_format="%.4f")

@@ -32,6 +32,15 @@ def test_sensitivity_command_writes_tidy_csv_and_figure_and_resumes(tmp_path, ca
     assert len(pd.read_csv(out / "sensitivity.csv")) == len(tidy) - 1
 
 
+def test_sensitivity_tables_only_before_any_cell_ran(tmp_path, capsys):
+    argv = ["sensitivity", "--knob", "label_noise", "--values", "0,0.2", "--losses", "mse", "--datasets", "lus",
+            "--preset", "smoke", "--seeds", "2", "--out", str(tmp_path), "--tables-only"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("8 of 8 cells have no readable record") == 2
+    out = tmp_path / "sensitivity" / "label_noise"
+    assert pd.read_csv(out / "summary.csv")["n"].eq(0).all() and not (out / "runs").exists()
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--knob", "colour", "--values", "0,1"], "unknown knob 'colour'; valid: signal, nuisance"),
     (["--knob", "shortcut", "--values", "0,x"], "shortcut takes float values"),
