@@ -356,6 +356,7 @@ def sensitivity_command(args) -> int:
     """One sweep per knob value into ``<out>/sensitivity/<knob>/``, then the study's CSVs and figure."""
     from bench import sensitivity, sweep
     from bench.data.scans import DataError
+    from bench.tables import backbone_label
     console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
     try:
         values = sensitivity.parse_values(args.knob, args.values)
@@ -377,7 +378,12 @@ def sensitivity_command(args) -> int:
                               "they are left out[/]")
         else:
             failed += run_cells(plan, console).failed
-    paths = sensitivity.write_study(args.knob, plans)
+    trends, paths = sensitivity.write_study(args.knob, plans)
+    for t in trends.itertuples():
+        if t.n_seeds > 1:
+            console.print(f"{t.dataset} {backbone_label(t.backbone)} {t.loss_label}: ΔF1 vs MSE changes by "
+                          f"{t.change_over_range:+.3f} [{t.change_lo:+.3f}, {t.change_hi:+.3f}] over the "
+                          f"{args.knob} range (p = {t.p_value:.2f}, {t.n_seeds} seeds)")
     console.print("wrote: " + ", ".join(map(str, paths)))
     if failed:
         console.print(f"[red]{len(failed)} cell(s) failed[/] (reasons above and in their records)")

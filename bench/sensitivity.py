@@ -6,7 +6,8 @@
 Each value is an ordinary sweep (same cells, claims, resume) whose data spec sets the knob,
 e.g. ``synthetic-lus:shortcut=0.5``; all values share ``<out>/sensitivity/<knob>/runs``.
 Outputs: ``sensitivity.csv`` (tidy: knob value, row, seed, metrics), ``summary.csv`` (per
-value and row: mean, CI, paired effect vs MSE) and ``sensitivity.png/.pdf``.
+value and row: mean, CI, paired effect vs MSE), ``trend.csv`` (does a loss's effect vs MSE
+change with the knob?) and ``sensitivity.png/.pdf``.
 """
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scipy import stats
+
 from bench import sweep
 from bench.data.sources import DEFAULT_SOURCES
+from bench.grid import Row
 from bench.runner import CODE_VERSION
-from bench.tables import DATASET_LABELS, backbone_label, cell_frame, summarize
+from bench.stats import mean_ci
+from bench.tables import DATASET_LABELS, backbone_label, cell_frame, loss_label, summarize
 
 KNOBS = {"signal": float, "nuisance": float, "label_noise": float, "shortcut": float, "n_patients": int}
 SYNTHETIC = {"synthetic-lus", "synthetic-mri"}
@@ -68,14 +73,50 @@ def study_frames(knob: str, plans: list[tuple[object, sweep.SweepPlan]]) -> tupl
         cells.append(cell_frame(records).assign(knob=knob, value=value))
         rows.append(summarize(records, plan.rows, CODE_VERSION).assign(knob=knob, value=value))
     lead = ["knob", "value"]
+    cells = [c for c in cells if len(c)] or cells  # empty frames would turn int columns into floats
     tidy, summary = pd.concat(cells, ignore_index=True), pd.concat(rows, ignore_index=True)
     return tidy[lead + [c for c in tidy.columns if c not in lead]], summary[lead + [c for c in summary.columns
                                                                                     if c not in lead]]
 
 
-def study_figure(knob: str, summary: pd.DataFrame, out_dir: Path) -> list[Path]:
+def effect_trends(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Does a loss's effect change with the knob? Per seed, the least-squares slope of its
+    ΔF1 vs MSE (same backbone, value and seed) on the knob value; then the mean slope over
+    seeds with its t-interval and p (seeds are the replicates, as for every paired effect
+    here), and the change over the studied range (slope × (max − min value))."""
+    columns = ["dataset", "backbone", "loss", "sim", "loss_label", "n_seeds", "values", "slope", "slope_lo",
+               "slope_hi", "p_value", "change_over_range", "change_lo", "change_hi"]
+    if tidy.empty:
+        return pd.DataFrame(columns=columns)
+    done = tidy[(tidy["status"] == "finished") & (tidy["kind"] == "method")]
+    key = ["dataset", "backbone", "seed", "value"]
+    mse = done[(done["loss"] == "mse") & (done["sim"] == "cos")].set_index(key)["macro_f1"]
+    out = []
+    for (d, b, loss, sim), g in done.groupby(["dataset", "backbone", "loss", "sim"], sort=False):
+        if (loss, sim) == ("mse", "cos"):
+            continue
+        delta = (g.set_index(key)["macro_f1"] - mse).dropna()
+        slopes = []
+        for _, per_seed in delta.groupby(level="seed"):
+            x = per_seed.index.get_level_values("value").astype(float)
+            if len(set(x)) >= 2:
+                slopes.append(float(np.polyfit(x, per_seed.to_numpy(), 1)[0]))
+        values = delta.index.get_level_values("value").astype(float)
+        span = float(values.max() - values.min()) if len(values) else np.nan
+        slope = float(np.mean(slopes)) if slopes else np.nan
+        lo, hi = mean_ci(slopes)
+        p = float(stats.ttest_1samp(slopes, 0).pvalue) if len(slopes) > 1 and np.ptp(slopes) > 0 else np.nan
+        out.append({"dataset": d, "backbone": b, "loss": loss, "sim": sim, "loss_label": loss_label(Row(d, b, loss, sim)),
+                    "n_seeds": len(slopes), "values": len(set(values)), "slope": slope, "slope_lo": lo,
+                    "slope_hi": hi, "p_value": p, "change_over_range": slope * span, "change_lo": lo * span,
+                    "change_hi": hi * span})
+    return pd.DataFrame(out, columns=columns)
+
+
+def study_figure(knob: str, summary: pd.DataFrame, trends: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Per (dataset, backbone): macro-F1 of each loss vs the knob (mean, 95 % CI over seeds)
-    with the majority / untrained floors and the oracle ceiling; below it, ΔF1 vs MSE."""
+    with the majority / untrained floors and the oracle ceiling; below it, ΔF1 vs MSE with
+    its change over the studied range (``trends``) in the legend."""
     from bench.plots import plt, save_figure
     methods = summary[summary["kind"] == "method"]
     panels = list(dict.fromkeys(zip(methods["dataset"], methods["backbone"])))
@@ -97,11 +138,14 @@ def study_figure(knob: str, summary: pd.DataFrame, out_dir: Path) -> list[Path]:
             err = np.abs(np.vstack([g["macro_f1_mean"] - g["macro_f1_ci_lo"], g["macro_f1_ci_hi"] - g["macro_f1_mean"]]))
             top.errorbar(x, g["macro_f1_mean"], yerr=np.nan_to_num(err), marker="o", capsize=3,
                          color=f"C{i}", label=loss)
+            trend = trends[(trends["dataset"] == d) & (trends["backbone"] == b) & (trends["loss_label"] == loss)]
             if g["macro_f1_vs_mse"].notna().any():
+                change = (f" (change {trend['change_over_range'].iloc[0]:+.3f} [{trend['change_lo'].iloc[0]:+.3f}, "
+                          f"{trend['change_hi'].iloc[0]:+.3f}])" if len(trend) and trend["n_seeds"].iloc[0] > 1 else "")
                 derr = np.abs(np.vstack([g["macro_f1_vs_mse"] - g["macro_f1_vs_mse_lo"],
                                          g["macro_f1_vs_mse_hi"] - g["macro_f1_vs_mse"]]))
                 bottom.errorbar(x, g["macro_f1_vs_mse"], yerr=np.nan_to_num(derr), marker="o", capsize=3,
-                                color=f"C{i}", label=f"{loss} − MSE")
+                                color=f"C{i}", label=f"{loss} − MSE{change}")
         bottom.axhline(0, color="0.5", lw=1)
         top.set_title(f"{DATASET_LABELS.get(d, d)}, {backbone_label(b)}")
         top.set_ylabel("macro-F1 (mean, 95 % CI over seeds)")
@@ -115,11 +159,14 @@ def study_figure(knob: str, summary: pd.DataFrame, out_dir: Path) -> list[Path]:
     return save_figure(fig, out_dir, "sensitivity")
 
 
-def write_study(knob: str, plans: list[tuple[object, sweep.SweepPlan]]) -> list[Path]:
+def write_study(knob: str, plans: list[tuple[object, sweep.SweepPlan]]) -> tuple[pd.DataFrame, list[Path]]:
+    """The study's files; returns (trends, paths)."""
     out_dir = plans[0][1].ctx.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)  # --tables-only before any cell ran
     tidy, summary = study_frames(knob, plans)
-    paths = [out_dir / "sensitivity.csv", out_dir / "summary.csv"]
-    tidy.to_csv(paths[0], index=False, float_format="%.4f")
-    summary.to_csv(paths[1], index=False, float_format="%.4f")
-    return paths + study_figure(knob, summary, out_dir)
+    trends = effect_trends(tidy)
+    trends.insert(0, "knob", knob)
+    paths = [out_dir / "sensitivity.csv", out_dir / "summary.csv", out_dir / "trend.csv"]
+    for frame, path in zip((tidy, summary, trends), paths):
+        frame.to_csv(path, index=False, float_format="%.4f")
+    return trends, paths + study_figure(knob, summary, trends, out_dir)

@@ -1,8 +1,11 @@
 """The sensitivity command: one tidy line per (value, row, seed), a figure, resumable."""
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from bench.cli import main
+from bench.sensitivity import effect_trends
 
 
 def test_sensitivity_command_writes_tidy_csv_and_figure_and_resumes(tmp_path, capsys):
@@ -20,6 +23,8 @@ def test_sensitivity_command_writes_tidy_csv_and_figure_and_resumes(tmp_path, ca
     cl = summary[summary["loss"] == "cl"]
     assert len(cl) == 2 and cl["macro_f1_vs_mse"].notna().all() and cl["n_paired"].eq(2).all()
     assert (out / "sensitivity.png").stat().st_size > 10_000 and (out / "sensitivity.pdf").exists()
+    trend = pd.read_csv(out / "trend.csv")
+    assert trend[["loss", "n_seeds", "values"]].values.tolist() == [["cl", 2, 2]]
     capsys.readouterr()
     assert main(argv) == 0
     assert "nothing to run" in capsys.readouterr().out  # a rerun skips every finished cell
@@ -30,6 +35,38 @@ def test_sensitivity_command_writes_tidy_csv_and_figure_and_resumes(tmp_path, ca
     assert "1 of 10 cells have no readable record" in capsys.readouterr().out
     assert not gone.exists()  # --tables-only ran nothing
     assert len(pd.read_csv(out / "sensitivity.csv")) == len(tidy) - 1
+
+
+def _tidy(delta_of_value, seeds=5, values=(0.0, 0.5, 1.0), seed=0):
+    """Cells whose CL − MSE difference is ``delta_of_value(v)`` plus a per-seed offset and noise."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for s in range(seeds):
+        offset = rng.normal(0, 0.05)
+        for v in values:
+            mse = 0.5 + rng.normal(0, 0.05)
+            for loss, f1 in (("mse", mse), ("cl", mse + delta_of_value(v) + offset + rng.normal(0, 0.02))):
+                lines.append({"dataset": "lus", "backbone": "tsm_r18", "loss": loss, "sim": "cos", "kind": "method",
+                              "status": "finished", "seed": s, "value": v, "macro_f1": f1})
+    return pd.DataFrame(lines)
+
+
+def test_effect_trend_recovers_a_slope_and_covers_zero_at_the_nominal_rate():
+    rising = effect_trends(_tidy(lambda v: 0.2 * v, seeds=8)).iloc[0]
+    assert rising["loss"] == "cl" and rising["n_seeds"] == 8 and rising["values"] == 3
+    assert rising["slope"] == pytest.approx(0.2, abs=0.04) and rising["slope_lo"] > 0.1 and rising["p_value"] < 0.01
+    assert rising["change_over_range"] == pytest.approx(rising["slope"])  # range 0..1
+    flat = [effect_trends(_tidy(lambda v: 0.0, seed=s)).iloc[0] for s in range(100)]
+    assert 0.88 <= np.mean([t["slope_lo"] < 0 < t["slope_hi"] for t in flat]) <= 0.99  # 95 % coverage
+    # the interval is the one-sample t-interval of the per-seed least-squares slopes
+    tidy = _tidy(lambda v: 0.1 * v, values=(0.0, 0.1, 0.3))
+    wide = tidy.pivot_table(index=["seed", "value"], columns="loss", values="macro_f1")
+    per_seed = [stats.linregress(g.index.get_level_values("value"), g["cl"] - g["mse"]).slope
+                for _, g in wide.groupby(level="seed")]
+    ci = stats.ttest_1samp(per_seed, 0).confidence_interval()
+    got = effect_trends(tidy).iloc[0]
+    assert (got["slope_lo"], got["slope_hi"]) == pytest.approx((ci.low, ci.high))
+    assert got["change_lo"] == pytest.approx(ci.low * 0.3)
 
 
 def test_sensitivity_tables_only_before_any_cell_ran(tmp_path, capsys):
