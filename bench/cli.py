@@ -379,7 +379,7 @@ def sensitivity_command(args) -> int:
         else:
             failed += run_cells(plan, console).failed
     trends, paths = sensitivity.write_study(args.knob, plans)
-    for t in trends.itertuples():
+    for t in trends[trends["quantity"] == "macro_f1_vs_mse"].itertuples():
         if t.n_seeds > 1:
             console.print(f"{t.dataset} {backbone_label(t.backbone)} {t.loss_label}: ΔF1 vs MSE changes by "
                           f"{t.change_over_range:+.3f} [{t.change_lo:+.3f}, {t.change_hi:+.3f}] over the "

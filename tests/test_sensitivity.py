@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from bench.cli import main
-from bench.sensitivity import effect_trends
+from bench.sensitivity import knob_trends
 
 
 def test_sensitivity_command_writes_tidy_csv_and_figure_and_resumes(tmp_path, capsys):
@@ -24,7 +24,9 @@ def test_sensitivity_command_writes_tidy_csv_and_figure_and_resumes(tmp_path, ca
     assert len(cl) == 2 and cl["macro_f1_vs_mse"].notna().all() and cl["n_paired"].eq(2).all()
     assert (out / "sensitivity.png").stat().st_size > 10_000 and (out / "sensitivity.pdf").exists()
     trend = pd.read_csv(out / "trend.csv")
-    assert trend[["loss", "n_seeds", "values"]].values.tolist() == [["cl", 2, 2]]
+    effect = trend[trend["quantity"] == "macro_f1_vs_mse"]
+    assert effect[["loss", "n_seeds", "values"]].values.tolist() == [["cl", 2, 2]]
+    assert set(trend.loc[trend["quantity"] == "macro_f1", "loss"]) == set(rows)
     capsys.readouterr()
     assert main(argv) == 0
     assert "nothing to run" in capsys.readouterr().out  # a rerun skips every finished cell
@@ -37,26 +39,36 @@ def test_sensitivity_command_writes_tidy_csv_and_figure_and_resumes(tmp_path, ca
     assert len(pd.read_csv(out / "sensitivity.csv")) == len(tidy) - 1
 
 
-def _tidy(delta_of_value, seeds=5, values=(0.0, 0.5, 1.0), seed=0):
-    """Cells whose CL − MSE difference is ``delta_of_value(v)`` plus a per-seed offset and noise."""
+def _tidy(delta_of_value, seeds=5, values=(0.0, 0.5, 1.0), seed=0, mse_slope=0.0):
+    """Cells whose MSE macro-F1 moves by ``mse_slope`` per unit of the knob and whose CL − MSE
+    difference is ``delta_of_value(v)``, each plus a per-seed offset and noise."""
     rng = np.random.default_rng(seed)
     lines = []
     for s in range(seeds):
         offset = rng.normal(0, 0.05)
         for v in values:
-            mse = 0.5 + rng.normal(0, 0.05)
+            mse = 0.5 + mse_slope * v + rng.normal(0, 0.02)
             for loss, f1 in (("mse", mse), ("cl", mse + delta_of_value(v) + offset + rng.normal(0, 0.02))):
                 lines.append({"dataset": "lus", "backbone": "tsm_r18", "loss": loss, "sim": "cos", "kind": "method",
                               "status": "finished", "seed": s, "value": v, "macro_f1": f1})
     return pd.DataFrame(lines)
 
 
+def _effect(tidy):
+    trends = knob_trends(tidy)
+    return trends[trends["quantity"] == "macro_f1_vs_mse"].iloc[0]
+
+
 def test_effect_trend_recovers_a_slope_and_covers_zero_at_the_nominal_rate():
-    rising = effect_trends(_tidy(lambda v: 0.2 * v, seeds=8)).iloc[0]
+    tidy = _tidy(lambda v: 0.2 * v, seeds=8, mse_slope=-0.1)
+    rising = _effect(tidy)
+    mse = knob_trends(tidy).query("loss == 'mse'")
+    assert mse["quantity"].tolist() == ["macro_f1"]  # MSE has no effect against itself
+    assert mse["slope"].iloc[0] == pytest.approx(-0.1, abs=0.04) and mse["slope_hi"].iloc[0] < 0
     assert rising["loss"] == "cl" and rising["n_seeds"] == 8 and rising["values"] == 3
     assert rising["slope"] == pytest.approx(0.2, abs=0.04) and rising["slope_lo"] > 0.1 and rising["p_value"] < 0.01
     assert rising["change_over_range"] == pytest.approx(rising["slope"])  # range 0..1
-    flat = [effect_trends(_tidy(lambda v: 0.0, seed=s)).iloc[0] for s in range(100)]
+    flat = [_effect(_tidy(lambda v: 0.0, seed=s)) for s in range(100)]
     assert 0.88 <= np.mean([t["slope_lo"] < 0 < t["slope_hi"] for t in flat]) <= 0.99  # 95 % coverage
     # the interval is the one-sample t-interval of the per-seed least-squares slopes
     tidy = _tidy(lambda v: 0.1 * v, values=(0.0, 0.1, 0.3))
@@ -64,7 +76,7 @@ def test_effect_trend_recovers_a_slope_and_covers_zero_at_the_nominal_rate():
     per_seed = [stats.linregress(g.index.get_level_values("value"), g["cl"] - g["mse"]).slope
                 for _, g in wide.groupby(level="seed")]
     ci = stats.ttest_1samp(per_seed, 0).confidence_interval()
-    got = effect_trends(tidy).iloc[0]
+    got = _effect(tidy)
     assert (got["slope_lo"], got["slope_hi"]) == pytest.approx((ci.low, ci.high))
     assert got["change_lo"] == pytest.approx(ci.low * 0.3)
 
