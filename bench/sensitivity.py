@@ -91,8 +91,8 @@ def _trend(series: pd.Series) -> dict:
     for _, per_seed in series.groupby(level="seed"):
         x = per_seed.index.get_level_values("value").astype(float)
         if len(set(x)) >= 2:
-            # rounded: a row the knob does not move (majority, oracle) reads exactly 0, not 1e-17
-            slopes.append(round(float(np.polyfit(x, per_seed.to_numpy(), 1)[0]), 12))
+            # rounded (and + 0.0 for −0.0): a row the knob does not move reads exactly 0, not 1e-17
+            slopes.append(round(float(np.polyfit(x, per_seed.to_numpy(), 1)[0]), 12) + 0.0)
     values = series.index.get_level_values("value").astype(float)
     span = float(values.max() - values.min()) if len(values) else np.nan
     slope = float(np.mean(slopes)) if slopes else np.nan
