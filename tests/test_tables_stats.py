@@ -182,6 +182,9 @@ def test_reference_rows_headroom_and_no_bold(tmp_path):
     assert s.loc["mse", "headroom"] == pytest.approx((0.405 - 0.30) / (0.70 - 0.30))
     assert np.isnan(s.loc["untrained", "headroom"]) and s.loc["oracle", "kind"] == "reference"
     assert np.isnan(s.loc["majority", "macro_f1_vs_mse"])  # references are not compared with MSE
+    near = [r for r in recs if r.loss != "oracle"] + \
+           [record("lus", "oracle", s, 80, f1, backbone=ANY) for s, f1 in enumerate((0.25, 0.37))]
+    assert np.isnan(summarize(near, rows).set_index("loss").loc["mse", "headroom"])  # oracle CI reaches untrained
     _, _, body = layout(summarize(recs, rows), "table4")
     majority = next(r for r in body if r[1].text == "Majority (ref.)")
     assert majority[0].text == "–" and not majority[3].bold  # the best F1, but not a method
