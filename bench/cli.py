@@ -308,10 +308,23 @@ def run_cells(plan, console: Console):
     return result
 
 
+def collect_records(plan, tables_only: bool, console: Console, if_missing: str):
+    """(failures of this run, the plan's records): with ``tables_only`` the records as they
+    are, saying how many cells have none (``if_missing``: what that means), else after
+    running the unfinished cells."""
+    from bench import sweep
+    if not tables_only:
+        result = run_cells(plan, console)
+        return result.failed, result.records
+    records = sweep.records_of(plan)
+    if missing := len(plan.specs) - len(records):
+        console.print(f"[yellow]{missing} of {len(plan.specs)} cells have no readable record; {if_missing}[/]")
+    return [], records
+
+
 def run_grid(plan, args, console: Console) -> int:
     """Run (or with ``--tables-only`` just collect) the plan's cells, then write tables,
     figures, the report and the resolved ``config.toml``; log to the tracker if asked."""
-    from bench import sweep
     from bench.config import write_config
     from bench.progress import summary_table
     from bench.plots import curves_figure, effects_figure, figure1
@@ -323,15 +336,7 @@ def run_grid(plan, args, console: Console) -> int:
     for ds in plan.datasets.values():
         for problem in ds.skipped:
             console.print(f"[yellow]skipped[/] {ds.name}: {problem}")
-    if args.tables_only:
-        failed, records = [], sweep.records_of(plan)
-        missing = len(plan.specs) - len(records)
-        if missing:
-            console.print(f"[yellow]{missing} of {len(plan.specs)} cells have no readable record; "
-                          "their table cells stay empty[/]")
-    else:
-        result = run_cells(plan, console)
-        failed, records = result.failed, result.records
+    failed, records = collect_records(plan, args.tables_only, console, "their table cells stay empty")
     summary = summarize(records, plan.rows, CODE_VERSION)
     paths = write_tables(summary, records, o.grid, ctx.out_dir)
     finished = [r for r in records if r.finished]
@@ -356,7 +361,7 @@ def sensitivity_command(args) -> int:
     """One sweep per knob value into ``<out>/sensitivity/<knob>/``, then the study's CSVs and figure."""
     from bench import sensitivity, sweep
     from bench.data.scans import DataError
-    from bench.tables import backbone_label
+    from bench.tables import backbone_label, signed_interval
     console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
     try:
         values = sensitivity.parse_values(args.knob, args.values)
@@ -368,21 +373,17 @@ def sensitivity_command(args) -> int:
     except DataError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
-    failed = []
+    failed, studied = [], []
     for value, plan in plans:
         console.print(f"[bold]{args.knob} = {value}[/]")
-        if args.tables_only:
-            missing = len(plan.specs) - len(sweep.records_of(plan))
-            if missing:
-                console.print(f"[yellow]{missing} of {len(plan.specs)} cells have no readable record; "
-                              "they are left out[/]")
-        else:
-            failed += run_cells(plan, console).failed
-    trends, paths = sensitivity.write_study(args.knob, plans)
+        failed_now, records = collect_records(plan, args.tables_only, console, "they are left out")
+        failed += failed_now
+        studied.append((value, plan, records))
+    trends, paths = sensitivity.write_study(args.knob, studied)
     for t in trends[trends["quantity"] == "macro_f1_vs_mse"].itertuples():
         if t.n_seeds > 1:
             console.print(f"{t.dataset} {backbone_label(t.backbone)} {t.loss_label}: ΔF1 vs MSE changes by "
-                          f"{t.change_over_range:+.3f} [{t.change_lo:+.3f}, {t.change_hi:+.3f}] over the "
+                          f"{signed_interval(t.change_over_range, t.change_lo, t.change_hi)} over the "
                           f"{args.knob} range (p = {t.p_value:.2f}, {t.n_seeds} seeds)")
     console.print("wrote: " + ", ".join(map(str, paths)))
     if failed:

@@ -22,9 +22,10 @@ from scipy import stats
 from bench import sweep
 from bench.data.sources import DEFAULT_SOURCES
 from bench.grid import Row
+from bench.records import RunRecord
 from bench.runner import CODE_VERSION
 from bench.stats import mean_ci
-from bench.tables import DATASET_LABELS, backbone_label, cell_frame, loss_label, summarize
+from bench.tables import DATASET_LABELS, backbone_label, cell_frame, loss_label, signed_interval, summarize
 
 KNOBS = {"signal": float, "nuisance": float, "label_noise": float, "shortcut": float, "n_patients": int}
 SYNTHETIC = {"synthetic-lus", "synthetic-mri"}
@@ -65,11 +66,13 @@ def plan_study(template: sweep.SweepOptions, knob: str, values: list, on_clip=No
     return [(v, sweep.plan(value_options(template, knob, v), decode=decode, on_clip=on_clip)) for v in values]
 
 
-def study_frames(knob: str, plans: list[tuple[object, sweep.SweepPlan]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(tidy per cell, per value and row) from the records the plans' folder holds."""
+Studied = list[tuple[object, sweep.SweepPlan, list[RunRecord]]]  # (value, its plan, its cells' records)
+
+
+def study_frames(knob: str, studied: Studied) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(tidy per cell, per value and row) from each value's records."""
     cells, rows = [], []
-    for value, plan in plans:
-        records = sweep.records_of(plan)
+    for value, plan, records in studied:
         cells.append(cell_frame(records).assign(knob=knob, value=value))
         rows.append(summarize(records, plan.rows, CODE_VERSION).assign(knob=knob, value=value))
     lead = ["knob", "value"]
@@ -128,7 +131,7 @@ def change_text(trends: pd.DataFrame, dataset: str, backbone: str, label: str, q
     if not len(t) or t["n_seeds"].iloc[0] < 2:
         return ""
     t = t.iloc[0]
-    return f" (change {t['change_over_range']:+.3f} [{t['change_lo']:+.3f}, {t['change_hi']:+.3f}])"
+    return f" (change {signed_interval(t['change_over_range'], t['change_lo'], t['change_hi'])})"
 
 
 def study_figure(knob: str, summary: pd.DataFrame, trends: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -175,11 +178,11 @@ def study_figure(knob: str, summary: pd.DataFrame, trends: pd.DataFrame, out_dir
     return save_figure(fig, out_dir, "sensitivity")
 
 
-def write_study(knob: str, plans: list[tuple[object, sweep.SweepPlan]]) -> tuple[pd.DataFrame, list[Path]]:
+def write_study(knob: str, studied: Studied) -> tuple[pd.DataFrame, list[Path]]:
     """The study's files; returns (trends, paths)."""
-    out_dir = plans[0][1].ctx.out_dir
+    out_dir = studied[0][1].ctx.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)  # --tables-only before any cell ran
-    tidy, summary = study_frames(knob, plans)
+    tidy, summary = study_frames(knob, studied)
     trends = knob_trends(tidy)
     trends.insert(0, "knob", knob)
     paths = [out_dir / "sensitivity.csv", out_dir / "summary.csv", out_dir / "trend.csv"]

@@ -143,11 +143,15 @@ def number(v: float, spec: str = ".3f") -> str:
     return "–" if pd.isna(v) else format(v, spec)
 
 
-def _effect(r) -> str:
-    if np.isnan(r.macro_f1_vs_mse):
+def signed_interval(mean: float, lo: float, hi: float) -> str:
+    """"+0.039 [−0.087, +0.164]" (an effect or change with its interval), "–" without one."""
+    if np.isnan(mean):
         return "–"
-    ci = "" if np.isnan(r.macro_f1_vs_mse_lo) else f" [{r.macro_f1_vs_mse_lo:+.3f}, {r.macro_f1_vs_mse_hi:+.3f}]"
-    return f"{r.macro_f1_vs_mse:+.3f}{ci}"
+    return f"{mean:+.3f}" + ("" if np.isnan(lo) else f" [{lo:+.3f}, {hi:+.3f}]")
+
+
+def _effect(r) -> str:
+    return signed_interval(r.macro_f1_vs_mse, r.macro_f1_vs_mse_lo, r.macro_f1_vs_mse_hi)
 
 
 def _verdict(r) -> str:
