@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grid", default="table4", help=f"one of {', '.join(GRIDS)} (default table4)")
     add_sweep_arguments(run)
     run.add_argument("--list-backbones", action="store_true", help="print the backbone registry and exit")
+    for axis in REGISTRIES:
+        run.add_argument(f"--list-{axis}", action="store_true", help=f"print the {axis} registry and exit")
     sens = sub.add_parser("sensitivity", help=COMMANDS_HELP["sensitivity"], description=COMMANDS_HELP["sensitivity"]
                           + ": writes <out>/sensitivity/<knob>/ (sensitivity.csv, summary.csv, sensitivity.png/.pdf)")
     sens.add_argument("--knob", required=True, help=f"one of {', '.join(KNOBS)}")
@@ -230,6 +232,9 @@ def run_command(args) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)  # messages stay one line
     if args.list_backbones:
         return list_backbones_command(console)
+    for axis in REGISTRIES:
+        if getattr(args, f"list_{axis}"):
+            return list_registry_command(console, axis)
     from bench import sweep
     from bench.data.scans import DataError
     try:
@@ -438,6 +443,33 @@ def list_backbones_command(console: Console) -> int:
     for r in rows:
         table.add_row(*(f"{v / 1e6:.2f} M" if k.startswith("params") and isinstance(v, int) else str(v)
                         for k, v in r.items()))
+    console.print(table)
+    return 0
+
+
+# --list-AXIS: the registries of the other open axes (bench.plugins)
+REGISTRIES = {"losses": ("bench.losses", "LOSSES"), "sims": ("bench.similarity", "SIMILARITIES"),
+              "sources": ("bench.data.sources", "SOURCES")}
+
+
+def list_registry_command(console: Console, axis: str) -> int:
+    """Name, source (built-in or plugin), where it comes from, and its table label."""
+    import importlib
+
+    from rich.table import Table
+
+    from bench.plugins import PluginError
+    module, attr = REGISTRIES[axis]
+    registry = getattr(importlib.import_module(module), attr)
+    try:
+        entries = registry.entries()
+    except PluginError as exc:
+        return _fail(str(exc))
+    table = Table(title=f"registered {axis}")
+    for col in ("name", "source", "from", "label"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e.name, e.source, e.origin, getattr(e.obj, "label", ""))
     console.print(table)
     return 0
 

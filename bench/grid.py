@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
-from bench.losses import LOSSES, SIMILARITIES
+from bench.losses import LOSSES
 from bench.paper import TABLE4
 
-DATASETS = ("lus", "adni")
+PAPER_DATASETS = ("lus", "adni")  # the paper's; any other name is a dataset the user brings (--data)
+PAPER_SIMILARITIES = ("cos", "l2")
 PAPER_BACKBONES = ("tsm_r18", "resnet2d_r18", "swin", "vit", "timesformer", "videomae")
 PAPER_LOSSES = ("mse", "cl", "wcl")
 
@@ -43,7 +44,7 @@ class RunSpec:
 
 
 def _table3() -> list[Row]:
-    return [Row(d, "tsm_r18", loss) for d in DATASETS for loss in PAPER_LOSSES]
+    return [Row(d, "tsm_r18", loss) for d in PAPER_DATASETS for loss in PAPER_LOSSES]
 
 
 def _table4() -> list[Row]:
@@ -54,12 +55,15 @@ def _full() -> list[Row]:
     rows = []
     for b in PAPER_BACKBONES:
         rows.append(Row("lus", b, "mse"))  # the similarity does not enter plain MSE
-        rows += [Row("lus", b, loss, sim) for loss in ("cl", "wcl") for sim in SIMILARITIES]
+        rows += [Row("lus", b, loss, sim) for loss in ("cl", "wcl") for sim in PAPER_SIMILARITIES]
     return rows
 
 
 def _beyond() -> list[Row]:
-    return [Row(d, "tsm_r18", loss) for d in DATASETS for loss in LOSSES]
+    """Every built-in loss (plugins join with ``--losses``, so a grid does not change with
+    what is installed)."""
+    builtin = [e.name for e in LOSSES.entries() if e.source == "built-in"]
+    return [Row(d, "tsm_r18", loss) for d in PAPER_DATASETS for loss in builtin]
 
 
 GRIDS = {"table3": _table3, "table4": _table4, "full": _full, "beyond": _beyond}
@@ -101,9 +105,3 @@ def validate_axis(name: str, values: list[str] | None, valid: list[str] | tuple[
     for v in values or []:
         if v not in valid:
             raise KeyError(f"unknown {name} {v!r}; valid: {', '.join(valid)}")
-
-
-def spec_dict(spec: RunSpec) -> dict:
-    return {"grid": spec.grid, **asdict(spec.row), "seed": spec.seed, "preset": spec.preset,
-            "run_id": spec.run_id}
-

@@ -14,10 +14,10 @@ paper's "first B/2 / last B/2" counted with the self-pair, which contributes
 * ``wcl_out``: the same with the weight outside the log on negatives,
   ``(d_ij + eps) log s_ij``, so farther negatives are pushed harder (our variant)
 
-Similarities map into (0, 1] so the log is defined, and are clamped at ``SIM_FLOOR``.
+Similarities (:mod:`bench.similarity`) map into (0, 1] so the log is defined.
 
-Beyond the paper (extra rows, softmax-based, temperature ``tau``; the similarity's logit is
-``cos(u_i, u_j)`` for ``cos`` and ``-||û_i - û_j||`` for ``l2``):
+Beyond the paper (extra rows, softmax-based, temperature ``tau``, on the similarity's logit:
+``cos(u_i, u_j)`` for ``cos``, ``-||û_i - û_j||`` for ``l2``):
 
 * ``rnc``:    Rank-N-Contrast (Zha et al., NeurIPS 2023): for each anchor i and each j != i,
   ``-log( exp(l_ij/tau) / sum_{k != i, d_ik >= d_ij} exp(l_ik/tau) )``, averaged over j
@@ -29,42 +29,25 @@ Beyond the paper (extra rows, softmax-based, temperature ``tau``; the similarity
 * ``supcon``: SupCon (Khosla et al., NeurIPS 2020) with the clinical score bins as classes
   (S/F bins of the paper; MMSE bins 0-17 / 18-23 / 24-26 / 27-30); an anchor with no
   other sample of its bin in the batch has no positive and is left out of the mean.
+
+Every loss is a name in :data:`LOSSES`, the built-ins and the plugins of the entry-point
+group ``learner_bench.losses`` alike (see the contract above :func:`mse_only`).
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-SIM_FLOOR = 1e-4
+from bench.plugins import PluginError, Registry
+from bench.similarity import SIMILARITIES, logits, similarity
+
 TAU = 0.1
 SIGMA = 1.0
-SIMILARITIES = ("cos", "l2")
-CONTRASTIVE = ("cl", "wcl", "wcl_out")
-SOFTMAX_BASED = ("rnc", "yaware", "supcon")
-LOSSES = ("mse",) + CONTRASTIVE + SOFTMAX_BASED
-LOSS_LABELS = {"mse": "MSE", "cl": "MSE + CL", "wcl": "MSE + wCL", "wcl_out": "MSE + wCL(out)",
-               "rnc": "MSE + RnC", "yaware": "MSE + y-aware InfoNCE", "supcon": "MSE + SupCon(bins)"}
-SIM_LABELS = {"cos": "cosSim", "l2": "l2Sim"}
-
-
-def similarity(u: torch.Tensor, kind: str) -> torch.Tensor:
-    """``[B, D] -> [B, B]`` similarity in (0, 1].
-
-    ``cos``: ``(1 + cos(u_i, u_j)) / 2``; ``l2``: ``1 - ||û_i - û_j|| / 2`` on unit vectors.
-    The l2 distance is a square root clamped away from 0, so identical embeddings give a
-    zero (not NaN) gradient.
-    """
-    z = F.normalize(u.float(), dim=1)
-    if kind == "cos":
-        s = (1.0 + z @ z.T) / 2.0
-    elif kind == "l2":
-        sq = (2.0 - 2.0 * (z @ z.T)).clamp_min(1e-12)
-        s = 1.0 - sq.sqrt() / 2.0
-    else:
-        raise ValueError(f"unknown similarity {kind!r}; valid: {', '.join(SIMILARITIES)}")
-    return s.clamp(SIM_FLOOR, 1.0)
+LOSSES = Registry("loss", "learner_bench.losses")
 
 
 def positive_negative_masks(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,6 +70,9 @@ def _masked_row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / mask.sum(1).clamp_min(1)
 
 
+CONTRASTIVE = ("cl", "wcl", "wcl_out")
+
+
 def contrastive_loss(u: torch.Tensor, y: torch.Tensor, kind: str, sim: str = "cos",
                      eps: float = 0.1) -> torch.Tensor:
     """The contrastive term on embeddings ``u [B, D]`` and standardised scores ``y [B]``."""
@@ -107,16 +93,6 @@ def contrastive_loss(u: torch.Tensor, y: torch.Tensor, kind: str, sim: str = "co
     return (_masked_row_mean(neg_terms, neg) - _masked_row_mean(pos_terms, pos)).mean()
 
 
-def _logits(u: torch.Tensor, sim: str, tau: float) -> torch.Tensor:
-    """Softmax logits: cosine, or minus the (safe) l2 distance of unit vectors, over tau."""
-    z = F.normalize(u.float(), dim=1)
-    if sim == "cos":
-        return (z @ z.T) / tau
-    if sim == "l2":
-        return -(2.0 - 2.0 * (z @ z.T)).clamp_min(1e-12).sqrt() / tau
-    raise ValueError(f"unknown similarity {sim!r}; valid: {', '.join(SIMILARITIES)}")
-
-
 def _log_softmax_others(logits: torch.Tensor) -> torch.Tensor:
     """Row-wise log-softmax over k != i (the diagonal gets -inf and must not be used)."""
     eye = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
@@ -127,13 +103,13 @@ def rnc_loss(u: torch.Tensor, y: torch.Tensor, sim: str = "l2", tau: float = TAU
     b = u.shape[0]
     if b < 2:
         return u.sum() * 0.0
-    logits = _logits(u, sim, tau)
+    lg = logits(u, sim) / tau
     d = (y[:, None] - y[None, :]).abs().float()
     eye = torch.eye(b, dtype=torch.bool, device=u.device)
     # denominator set of (i, j): k != i with d_ik >= d_ij  ->  mask [i, j, k]
     allowed = (d[:, None, :] >= d[:, :, None]) & ~eye[:, None, :]
-    denom = logits[:, None, :].expand(b, b, b).masked_fill(~allowed, float("-inf")).logsumexp(dim=2)
-    log_prob = logits - denom
+    denom = lg[:, None, :].expand(b, b, b).masked_fill(~allowed, float("-inf")).logsumexp(dim=2)
+    log_prob = lg - denom
     return -(log_prob.masked_fill(eye, 0.0).sum(1) / (b - 1)).mean()
 
 
@@ -145,7 +121,7 @@ def yaware_loss(u: torch.Tensor, y: torch.Tensor, sim: str = "cos", tau: float =
     eye = torch.eye(b, dtype=torch.bool, device=u.device)
     w = torch.exp(-((y[:, None] - y[None, :]).float() ** 2) / (2 * sigma ** 2)).masked_fill(eye, 0.0)
     w = w / w.sum(1, keepdim=True)
-    log_prob = _log_softmax_others(_logits(u, sim, tau)).masked_fill(eye, 0.0)
+    log_prob = _log_softmax_others(logits(u, sim) / tau).masked_fill(eye, 0.0)
     return -(w * log_prob).sum(1).mean()
 
 
@@ -156,15 +132,89 @@ def supcon_loss(u: torch.Tensor, groups: torch.Tensor, sim: str = "cos", tau: fl
         return u.sum() * 0.0
     pos = (groups[:, None] == groups[None, :]) & ~eye
     has_pos = pos.any(1)
-    log_prob = _log_softmax_others(_logits(u, sim, tau)).masked_fill(eye, 0.0)
+    log_prob = _log_softmax_others(logits(u, sim) / tau).masked_fill(eye, 0.0)
     per_anchor = (log_prob * pos).sum(1) / pos.sum(1).clamp_min(1)
     # mean over anchors that have a positive, without a data-dependent branch (no host sync)
     return -(per_anchor * has_pos).sum() / has_pos.sum().clamp_min(1)
 
 
+# The registered terms. The contract (plugins too): ``term(u [B, D], y [B], sim: str) -> scalar``,
+# added to MSE as ``MSE + lam * term``; a term may also declare keyword arguments ``eps`` (the
+# preset's epsilon) and ``groups`` (the batch's coarse score bins), which the suite then passes.
+# ``term.label`` names its table row.
+def _labelled(label: str):
+    def wrap(term):
+        term.label = label
+        return term
+    return wrap
+
+
+@LOSSES.register("mse")
+@_labelled("MSE")
+def mse_only(u: torch.Tensor, y: torch.Tensor, sim: str) -> None:
+    """No term: the paper's baseline (Eq. 1)."""
+
+
+@LOSSES.register("cl")
+@_labelled("MSE + CL")
+def cl(u, y, sim, *, eps):
+    return contrastive_loss(u, y, "cl", sim, eps)
+
+
+@LOSSES.register("wcl")
+@_labelled("MSE + wCL")
+def wcl(u, y, sim, *, eps):
+    return contrastive_loss(u, y, "wcl", sim, eps)
+
+
+@LOSSES.register("wcl_out")
+@_labelled("MSE + wCL(out)")
+def wcl_out(u, y, sim, *, eps):
+    return contrastive_loss(u, y, "wcl_out", sim, eps)
+
+
+@LOSSES.register("rnc")
+@_labelled("MSE + RnC")
+def rnc(u, y, sim):
+    return rnc_loss(u, y, sim)
+
+
+@LOSSES.register("yaware")
+@_labelled("MSE + y-aware InfoNCE")
+def yaware(u, y, sim):
+    return yaware_loss(u, y, sim)
+
+
+@LOSSES.register("supcon")
+@_labelled("MSE + SupCon(bins)")
+def supcon(u, y, sim, *, groups):
+    return supcon_loss(u, groups, sim)
+
+
+def label(name: str) -> str:
+    """The table label of a loss: its ``term.label``, or ``MSE + <name>``."""
+    return getattr(LOSSES.get(name).obj, "label", f"MSE + {name}")
+
+
+@functools.lru_cache(maxsize=None)
+def _extras(term) -> frozenset[str]:
+    """The optional inputs (``eps``, ``groups``) a term declares."""
+    return frozenset(inspect.signature(term).parameters) & {"eps", "groups"}
+
+
+def _checked(entry, value, u: torch.Tensor) -> torch.Tensor:
+    """A plugin's term must be a finite scalar tensor; anything else fails the cell naming it."""
+    if not isinstance(value, torch.Tensor) or value.shape != ():
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise PluginError(f"loss {entry.describe()} returned {shape}; it must return a scalar tensor")
+    if not bool(torch.isfinite(value)):
+        raise PluginError(f"loss {entry.describe()} returned {value.item()} for a batch of {u.shape[0]}")
+    return value
+
+
 @dataclass(frozen=True)
 class LossSpec:
-    """``mse`` alone or ``mse + lam * <contrastive>`` with a similarity."""
+    """``mse`` alone or ``mse + lam * term`` with a similarity, by registered names."""
 
     name: str = "mse"
     sim: str = "cos"
@@ -172,26 +222,25 @@ class LossSpec:
     eps: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.name not in LOSSES:
-            raise ValueError(f"unknown loss {self.name!r}; valid: {', '.join(LOSSES)}")
-        if self.sim not in SIMILARITIES:
-            raise ValueError(f"unknown similarity {self.sim!r}; valid: {', '.join(SIMILARITIES)}")
+        for registry, value in ((LOSSES, self.name), (SIMILARITIES, self.sim)):
+            try:
+                registry.get(value)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
 
     def __call__(self, pred: torch.Tensor, u: torch.Tensor, y: torch.Tensor,
                  groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Returns ``{"loss", "mse", "contrastive"}``; ``pred [B]`` is the head's output,
-        ``groups [B]`` the score bins (used by ``supcon`` only)."""
+        ``groups [B]`` the coarse score bins (for terms that declare ``groups``)."""
         mse = F.mse_loss(pred.float(), y.float())
-        if self.name == "mse":
-            con = mse.new_zeros(())
-        elif self.name == "rnc":
-            con = rnc_loss(u, y, self.sim)
-        elif self.name == "yaware":
-            con = yaware_loss(u, y, self.sim)
-        elif self.name == "supcon":
-            if groups is None:
-                raise ValueError("supcon needs the score bins of the batch (groups)")
-            con = supcon_loss(u, groups, self.sim)
-        else:
-            con = contrastive_loss(u, y, self.name, self.sim, self.eps)
+        entry = LOSSES.get(self.name)
+        if entry.obj is mse_only:
+            return {"loss": mse, "mse": mse, "contrastive": mse.new_zeros(())}
+        extras = {"eps": self.eps, "groups": groups}
+        wanted = {k: extras[k] for k in _extras(entry.obj)}
+        if "groups" in wanted and groups is None:
+            raise ValueError(f"{self.name} needs the score bins of the batch (groups)")
+        con = entry.obj(u, y, self.sim, **wanted)
+        if entry.source == "plugin":
+            con = _checked(entry, con, u)
         return {"loss": mse + self.lam * con, "mse": mse, "contrastive": con}

@@ -28,7 +28,6 @@ class Preset:
     ds_lr: float = 1e-3
     ds_hidden: int = 128
     ds_batch_size: int = 32
-    mmse_threshold: float = 2.0
     data_defaults: dict = field(default_factory=dict)  # size hints for synthetic sources
 
     def to_dict(self) -> dict:
@@ -51,7 +50,7 @@ PRESETS = {
 # synthetic data's size hints are not settings of a run).
 SETTABLE = {f.name: {"int": int, "float": float, "str": str}[f.type] for f in fields(Preset)
             if f.name not in ("name", "data_defaults")}
-_POSITIVE = {"lr", "ds_lr", "eps", "mmse_threshold"}
+_POSITIVE = {"lr", "ds_lr", "eps"}
 _CHOICES = {"variant": ("paper", "tiny")}
 
 

@@ -20,19 +20,20 @@ import numpy as np
 import torch
 
 import backbones
-from bench.data.pairs import label_counts, label_rule, make_pairs, pairs_by_split, score_bins, split_problem
+from bench.data.pairs import label_counts, make_pairs, pairs_by_split, split_problem
 from bench.data.store import DataStore
-from bench.data.sources import DEFAULT_SOURCES
+from bench.data.sources import DEFAULT_SOURCES, SOURCES, parse_spec
 from bench.data.splits import split_patients
 from bench import claims
 from bench.checkpoint import Checkpoint
 from bench.code_version import code_version, source_digest
 from bench.grid import Row, RunSpec
-from bench.losses import LossSpec
+from bench.losses import LOSSES, LossSpec
 from bench.presets import Preset
 from bench.distances import distance_score_spearman
 from bench.records import RecordError, RunRecord, git_commit, library_versions, read_record, save_record
-from bench.references import ANY, majority_prediction, oracle_embeddings
+from bench.references import ANY, is_reference, majority_prediction, oracle_embeddings
+from bench.similarity import SIMILARITIES
 from bench.train import (ClipBatcher, Diverged, DownstreamResult, PretrainResult, Regressor, classification_metrics,
                          embed, pair_features, pretrain, train_classifier)
 
@@ -84,6 +85,9 @@ class RunContext:
             settings["pretrained_file"] = [stat.st_size, stat.st_mtime_ns]
         return settings
 
+    def code_version(self, row: Row) -> str:
+        return cell_code_version(row, self.data_spec(row.dataset))
+
     def torch_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -103,15 +107,19 @@ class RunContext:
 CODE_VERSION = code_version()
 
 
-def cell_code_version(backbone: str) -> str:
-    """The code version of a cell: this package's, plus the module of a plugin backbone."""
-    if backbone == ANY:
-        return CODE_VERSION
-    info = backbones.backbone_info(backbone)
-    if info.source != "plugin":
-        return CODE_VERSION
-    module = Path(inspect.getsourcefile(info.factory))
-    return f"{CODE_VERSION}+{source_digest(module.read_text())[:8]}"
+def cell_code_version(row: Row, data_spec: str) -> str:
+    """The code version of a cell: this package's, plus the module of each plugin the cell
+    uses (backbone, loss, similarity, data source), so editing a plugin makes its cells
+    stale and nothing else's."""
+    digests = []
+    if row.backbone != ANY:
+        info = backbones.backbone_info(row.backbone)
+        if info.source == "plugin":
+            digests.append(source_digest(Path(inspect.getsourcefile(info.factory)).read_text())[:8])
+    if not is_reference(row.loss):
+        digests += [LOSSES.code_digest(row.loss), SIMILARITIES.code_digest(row.sim)]
+    digests.append(SOURCES.code_digest(parse_spec(data_spec)[0]))
+    return "+".join([CODE_VERSION, *filter(None, digests)])
 
 
 def uses_channels_last(model: torch.nn.Module) -> bool:
@@ -147,7 +155,7 @@ def _record(spec: RunSpec, ctx: RunContext, device: torch.device, status: str, *
     r = spec.row
     return RunRecord(run_id=spec.run_id, grid=spec.grid, dataset=r.dataset, backbone=r.backbone, loss=r.loss,
                      sim=r.sim, seed=spec.seed, preset=spec.preset, fingerprint=spec.fingerprint,
-                     code_version=cell_code_version(r.backbone), status=status, settings=ctx.settings_for(r),
+                     code_version=ctx.code_version(r), status=status, settings=ctx.settings_for(r),
                      numerics=ctx.numerics(), device=device_name(device), git_commit=ctx.git_commit,
                      finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), versions=library_versions(),
                      pretrained=ctx.pretrained.get(r.backbone) or "none",
@@ -168,7 +176,7 @@ def _encoder_embeddings(spec: RunSpec, ctx: RunContext, ds, clips: torch.Tensor,
     if row.loss != "untrained":
         mu, sd = scores[splits["train"]].mean(), scores[splits["train"]].std() + 1e-8
         y = torch.as_tensor((scores - mu) / sd, dtype=torch.float32, device=device)
-        groups = torch.as_tensor(score_bins(ds.kind, scores), device=device)
+        groups = torch.as_tensor(ds.rule.bins(scores), device=device)
         loss = LossSpec(row.loss, row.sim, p.lam, p.eps)
         pre = pretrain(model, batcher, y, groups, splits["train"], splits["val"], p, loss, spec.seed, ctx.amp,
                        on_epoch, checkpoint)
@@ -191,7 +199,7 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
     ds = store.dataset(ctx.data_spec(row.dataset), ctx.on_bad_input, p.data_defaults, ctx.cache_dir)
     splits = split_patients(ds.scans, spec.seed)
     scores = ds.scans["score"].to_numpy(float)
-    pair_split = pairs_by_split(make_pairs(ds.scans, label_rule(ds.kind, p.mmse_threshold)), splits, len(ds))
+    pair_split = pairs_by_split(make_pairs(ds.scans, ds.rule), splits, len(ds))
     problem = split_problem(pair_split)
     if problem:
         raise RuntimeError(f"{row.dataset}, seed {spec.seed}: {problem}; the dataset is too small for this split")
@@ -231,6 +239,7 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
         pretrain=None if pre is None else {"best_epoch": pre.best_epoch, "best_val_mse": pre.best_val_mse,
                                            "history": pre.history, "resumed_at_epoch": pre.resumed_at_epoch},
         data={"source": ctx.data_spec(row.dataset), "kind": ds.kind, "score": ds.score_name,
+              "pair_rule": ds.rule.describe(),
               "patients": ds.n_patients, "scans": len(ds), "skipped": [str(x) for x in ds.skipped],
               "split_patients": {k: int(ds.scans["patient_id"].iloc[v].nunique()) for k, v in splits.items()},
               "split_scans": {k: len(v) for k, v in splits.items()},
@@ -255,10 +264,10 @@ def execute_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
             done = read_record(path)
         except RecordError:
             done = None
-        if done is not None and done.finished and done.code_version == cell_code_version(spec.row.backbone):
+        if done is not None and done.finished and done.code_version == ctx.code_version(spec.row):
             raise claims.ClaimedElsewhere(spec.run_id, done.worker, finished=True)  # after this sweep planned it
         checkpoint = Checkpoint(ctx.checkpoint_path(spec), {"run_id": spec.run_id,
-                                                             "code": cell_code_version(spec.row.backbone)})
+                                                             "code": ctx.code_version(spec.row)})
 
         def epoch_done(epoch: int, row: dict) -> None:
             claims.refresh(claim, {"epoch": epoch + 1, "epochs": ctx.preset.epochs, "loss": row["loss"],

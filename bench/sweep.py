@@ -13,6 +13,7 @@ its row). A failed cell is retried with ``retry_failed`` or when the code change
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import socket
 import tempfile
@@ -29,7 +30,7 @@ from bench.grid import Row, RunSpec, expand, grid_rows, select, validate_axis
 from bench.presets import Preset, resolve
 from bench.records import RecordError, RunRecord, read_record
 from bench.references import ANY, with_references
-from bench.runner import RunContext, cell_code_version
+from bench.runner import RunContext
 
 
 class UsageError(ValueError):
@@ -207,7 +208,21 @@ def cell_bytes(backbone: str, preset: Preset) -> int:
     return 16 * sum(p.numel() for p in model.parameters()) + 16 * 2**20
 
 
+def check_datasets(datasets: list[str] | None, data: dict[str, str]) -> None:
+    """Dataset names are open: the paper's two (``lus``, ``adni``) have default sources, any
+    other name needs ``--data NAME=SOURCE``; a name goes into file names, so it is
+    lowercase letters, digits and underscores."""
+    from bench.data.sources import DEFAULT_SOURCES
+    for name in [*(datasets or []), *data]:
+        if not re.fullmatch(r"[a-z0-9_]+", name):
+            raise UsageError(f"dataset name {name!r}: use lowercase letters, digits and _ (it names files)")
+        if name not in DEFAULT_SOURCES and name not in data:
+            raise UsageError(f"dataset {name!r} has no default source (the paper's are "
+                             f"{', '.join(DEFAULT_SOURCES)}); give one: --data {name}=SOURCE:ARG")
+
+
 def _data(o: SweepOptions, rows: list[Row], ctx: RunContext, store: DataStore) -> dict[str, LongitudinalDataset]:
+    from bench.data.sources import PAPER_KINDS
     out = {}
     for name in dict.fromkeys(r.dataset for r in rows):
         spec = ctx.data_spec(name)
@@ -217,15 +232,19 @@ def _data(o: SweepOptions, rows: list[Row], ctx: RunContext, store: DataStore) -
             raise
         except (ValueError, KeyError, TypeError, FileNotFoundError) as exc:
             raise UsageError(f"data source {spec!r} for {name}: {exc.args[0] if exc.args else exc}") from None
+        if PAPER_KINDS.get(name, out[name].kind) != out[name].kind:
+            raise UsageError(f"--data {name}={spec}: {name!r} is the paper's {PAPER_KINDS[name]} dataset, printed "
+                             f"beside its published numbers, but this source gives {out[name].kind} data; give it "
+                             f"another name: --datasets NAME --data NAME={spec}")
     return out
 
 
-def _check_splits(datasets: dict[str, LongitudinalDataset], seeds: list[int], preset: Preset) -> None:
+def _check_splits(datasets: dict[str, LongitudinalDataset], seeds: list[int]) -> None:
     """Every seed's patient split has train and test pairs of more than one label."""
-    from bench.data.pairs import label_rule, make_pairs, pairs_by_split, split_problem
+    from bench.data.pairs import make_pairs, pairs_by_split, split_problem
     from bench.data.splits import split_patients
     for name, ds in datasets.items():
-        pairs = make_pairs(ds.scans, label_rule(ds.kind, preset.mmse_threshold))
+        pairs = make_pairs(ds.scans, ds.rule)
         for seed in seeds:
             try:
                 problem = split_problem(pairs_by_split(pairs, split_patients(ds.scans, seed), len(ds)))
@@ -242,23 +261,24 @@ def plan(o: SweepOptions, *, decode: bool = True,
     ``--tables-only``) and list the cells with their fingerprints. Raises
     :class:`UsageError` for a bad setting and :class:`DataError` for bad data."""
     import backbones
-    from bench.data.sources import DEFAULT_SOURCES, parse_spec
-    from bench.losses import LOSSES, SIMILARITIES
+    from bench.data.sources import check_spec
+    from bench.losses import LOSSES
+    from bench.plugins import PluginError
+    from bench.similarity import SIMILARITIES
 
     check_options(o)
     try:
         rows = grid_rows(o.grid)
         preset = resolve(o.preset, {**o.overrides, **({"epochs": o.epochs} if o.epochs is not None else {})})
         validate_axis("backbone", o.backbones, backbones.list_backbones())
-        validate_axis("loss", o.losses, LOSSES)
-        validate_axis("similarity", o.sims, SIMILARITIES)
-        validate_axis("dataset", o.datasets, tuple(DEFAULT_SOURCES))
-        validate_axis("dataset", list(o.data), tuple(DEFAULT_SOURCES))
+        validate_axis("loss", o.losses, LOSSES.names())
+        validate_axis("similarity", o.sims, SIMILARITIES.names())
         validate_axis("backbone", list(o.pretrained), backbones.list_backbones())
         for spec in o.data.values():
-            parse_spec(spec)
-    except (KeyError, ValueError) as exc:
+            check_spec(spec)
+    except (KeyError, ValueError, PluginError) as exc:
         raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
+    check_datasets(o.datasets, o.data)
     for name, path in o.pretrained.items():
         if not Path(path).exists():
             raise UsageError(f"--pretrained {name}={path}: no such file or folder")
@@ -266,6 +286,9 @@ def plan(o: SweepOptions, *, decode: bool = True,
         rows = select(rows, axis, values)
     if not rows:
         raise UsageError("the filters leave no cell to run")
+    if unused := sorted(set(o.data) - {r.dataset for r in rows}):
+        raise UsageError(f"--data {unused[0]}=…: the grid has no dataset {unused[0]!r} "
+                         f"(it has {', '.join(dict.fromkeys(r.dataset for r in rows))}); add --datasets {unused[0]}")
     seeds = o.seed_list or list(range(o.seeds or preset.seeds))
     ctx = RunContext(out_dir=Path(o.out) / (o.folder or o.grid), preset=preset, data_specs=dict(o.data),
                      pretrained=dict(o.pretrained), device=o.device, amp=o.amp, cache_dir=Path(o.cache_dir),
@@ -275,7 +298,7 @@ def plan(o: SweepOptions, *, decode: bool = True,
         _writable_dir("--out", ctx.out_dir, need)
     store = DataStore()
     datasets = _data(o, rows, ctx, store)
-    _check_splits(datasets, seeds, preset)
+    _check_splits(datasets, seeds)
     if o.references:
         rows = with_references(rows, lambda d: datasets[d].latent_severity is not None)
     if decode:
@@ -283,7 +306,7 @@ def plan(o: SweepOptions, *, decode: bool = True,
         _writable_dir("--cache-dir", ctx.cache_dir, clip_bytes)
         warm_cache(list(datasets.values()), preset.cache_frames, preset.img_size, ctx.cache_dir, on_clip)
         datasets = _data(o, rows, ctx, store)  # what the cells will read (decoding may drop rows)
-        _check_splits(datasets, seeds, preset)
+        _check_splits(datasets, seeds)
     ctx.data_keys = {name: ds.cache_key for name, ds in datasets.items()}
     specs = expand(o.grid, rows, seeds, preset.name, ctx.settings_for)
     jobs_per_gpu = pack_cells(rows, preset, o) if o.jobs_per_gpu == "auto" and decode else o.jobs_per_gpu
@@ -318,7 +341,7 @@ def cell_states(p: SweepPlan) -> CellStates:
             continue
         elif not rec.finished:
             states.failed[spec.run_id] = rec
-        elif rec.code_version == cell_code_version(spec.row.backbone):
+        elif rec.code_version == p.ctx.code_version(spec.row):
             states.finished[spec.run_id] = rec
         else:
             states.stale[spec.run_id] = rec
@@ -351,7 +374,7 @@ def run(p: SweepPlan | SweepOptions, reporter=None, cells=None) -> SweepResult:
     o = p.options
     states = cell_states(p)
     redo_failed = {k for k, r in states.failed.items()
-                   if o.retry_failed or r.code_version != cell_code_version(r.backbone)}
+                   if o.retry_failed or r.code_version != p.ctx.code_version(r.row)}
     keep = set(states.finished) | (set() if o.rerun_stale else set(states.stale)) | (set(states.failed) - redo_failed)
     todo = [s for s in p.specs if s.run_id not in keep]
     if reporter:

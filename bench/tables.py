@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.grid import Row
-from bench.losses import LOSS_LABELS, SIM_LABELS
+from bench import losses, similarity
 from bench.paper import published
 from bench.records import RunRecord
 from bench.references import ANY, REFERENCE_LABELS, is_reference
@@ -39,8 +39,11 @@ def backbone_label(name: str) -> str:
 def loss_label(row: Row) -> str:
     if is_reference(row.loss):
         return REFERENCE_LABELS[row.loss]
-    label = LOSS_LABELS.get(row.loss, row.loss)
-    return f"{label} ({SIM_LABELS[row.sim]})" if row.loss != "mse" and row.sim != "cos" else label
+    try:
+        label, sim = losses.label(row.loss), similarity.label(row.sim)
+    except KeyError:  # records of a plugin that is no longer installed
+        label, sim = f"MSE + {row.loss}", row.sim
+    return f"{label} ({sim})" if row.loss != "mse" and row.sim != "cos" else label
 
 
 def _headroom(f1: float, untrained: float, oracle: float, oracle_lo: float) -> float:

@@ -37,7 +37,7 @@ def test_select_filters_and_extends():
 @pytest.mark.parametrize("argv, needle", [
     (["--grid", "table9"], "unknown grid 'table9'; valid: table3, table4, full, beyond"),
     (["--preset", "huge"], "unknown preset 'huge'; valid: paper, quick, smoke"),
-    (["--datasets", "ct"], "unknown dataset 'ct'; valid: lus, adni"),
+    (["--datasets", "ct"], "dataset 'ct' has no default source (the paper's are lus, adni); give one: --data ct=SOURCE:ARG"),
     (["--losses", "mse,triplet"], "unknown loss 'triplet'; valid: mse, cl, wcl"),
     (["--sims", "dot"], "unknown similarity 'dot'; valid: cos, l2"),
     (["--backbones", "resnet999"], "unknown backbone 'resnet999'; valid: "),

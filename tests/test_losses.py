@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from bench.losses import SIM_FLOOR, LossSpec, contrastive_loss, positive_negative_masks, similarity
+from bench.losses import LossSpec, contrastive_loss, positive_negative_masks
+from bench.similarity import SIM_FLOOR, similarity
 
 # Four samples, scores y = [0, 1, 3, 7], k = 2: one positive, two negatives per anchor.
 #   anchor 0: d = (1, 3, 7) to (1, 2, 3)  -> P = {1}, N = {2, 3}

@@ -19,6 +19,7 @@ from bench.data.adni import validate as adni_validate
 from bench.data.check import check_data, format_report
 from bench.data.preprocess import to_model_clip
 from bench.data.readers import ClipReadError, ClipWarning, probe_clip, read_clip, read_nifti
+from bench.data.pairs import MMSE_RULE
 from bench.data.scans import DataError
 from bench.data.sources import load_dataset, register_source
 
@@ -425,8 +426,10 @@ def test_check_data_other_sources():
         table = pd.DataFrame({"patient_id": ["a", "a", "b", "b"], "visit": [0, 1, 0, 1],
                               "scan_id": list("1234"), "score": [20, 25, 28, 20.0],
                               "source": list("wxyz")})
-        return scans_mod.LongitudinalDataset("tiny", "mri", table, lambda *a: None, "k", "MMSE")
+        return scans_mod.LongitudinalDataset("tiny", "mri", table, lambda *a: None, "k", "MMSE", rule=MMSE_RULE)
 
     report = check_data("test-tiny")
     assert report.ok and report.pairs == {"deteriorated": 1, "same": 0, "improved": 1}
+    report = check_data("test-tiny:delta=6")  # the spec's rule over the source's: |change| < 6 is "same"
+    assert report.pairs == {"deteriorated": 1, "same": 1, "improved": 0}
     assert "problems: none" in format_report(report)

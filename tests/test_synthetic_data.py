@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.data.describe import describe, format_description, icc1
-from bench.data.pairs import SFBins, ScoreDelta, label_counts, make_pairs
+from bench.data.pairs import MMSE_RULE, SF_RULE, label_counts, make_pairs
 from bench.data.sources import load_dataset
 from bench.data.synthetic_lus import make_synthetic_lus
 from bench.data.synthetic_lus import render as render_lus
@@ -38,7 +38,7 @@ def test_lus_paper_sizes_without_rendering():
 
 
 def test_lus_label_balance_at_paper_size():
-    counts = label_counts(make_pairs(load_dataset("synthetic-lus").scans, SFBins()))
+    counts = label_counts(make_pairs(load_dataset("synthetic-lus").scans, SF_RULE))
     total = sum(counts.values())
     assert all(c / total >= 0.15 for c in counts.values()), counts
 
@@ -151,7 +151,7 @@ def test_mri_table():
     assert s["score"].between(0, 30).all() and (s["score"] == s["score"].round()).all()
     assert list(s.columns) == ["patient_id", "visit", "scan_id", "score", "source"]
     assert ds.kind == "mri" and ds.score_name == "MMSE"
-    counts = label_counts(make_pairs(s, ScoreDelta(2.0)))
+    counts = label_counts(make_pairs(s, MMSE_RULE))
     assert counts["deteriorated"] > counts["improved"] > 0 and counts["same"] > 0
 
 

@@ -37,6 +37,7 @@ import pandas as pd
 from bench.data.realdata import (CsvError, build_dataset, closest, empty_scans, file_problems,
                                  is_file, parse_dates, parse_number, read_csv_table, resolve,
                                  sorted_problems, with_table_checks)
+from bench.data.pairs import MMSE_RULE
 from bench.data.scans import LongitudinalDataset, Problem
 from bench.data.sources import parse_kv, register_source
 
@@ -44,7 +45,7 @@ JOIN_MODES = ("auto", "imageuid", "date")
 DEFAULT_TOLERANCE_DAYS = 90
 MMSE_RANGE = (0.0, 30.0)
 ADNI_MISSING_CODES = {-1.0, -4.0}
-KIND, SCORE_NAME = "mri", "MMSE"
+KIND, SCORE_NAME, RULE = "mri", "MMSE", MMSE_RULE
 
 _UID = re.compile(r"(?<![0-9A-Za-z])I(\d+)(?![0-9A-Za-z])")
 _PTID = re.compile(r"(?<!\d)(\d{3}_S_\d{4})(?!\d)")
@@ -310,4 +311,4 @@ def validate(arg: str | None, *, decode: bool = False,
 def adni(arg: str | None, *, on_bad_input: str = "fail", **_size_hints) -> LongitudinalDataset:
     """Validated ADNI dataset; bad volumes/rows fail or are skipped per ``on_bad_input``."""
     scans, problems = validate(arg)
-    return build_dataset("adni", KIND, SCORE_NAME, f"adni:{arg}", scans, problems, on_bad_input)
+    return build_dataset("adni", KIND, SCORE_NAME, f"adni:{arg}", scans, problems, on_bad_input, RULE)

@@ -21,10 +21,10 @@ from typing import Callable
 
 import pandas as pd
 
-from bench.data.pairs import label_counts, label_rule, make_pairs
+from bench.data.pairs import PairRule, label_counts, make_pairs, rule_from_options
 from bench.data.readers import ClipWarning
 from bench.data.scans import DataError, Problem, apply_policy
-from bench.data.sources import load_dataset, parse_spec, source_module
+from bench.data.sources import check_spec, load_dataset, parse_spec, source_module, split_rule_options
 
 
 @dataclass
@@ -50,7 +50,7 @@ class DataReport:
         return not self.problems
 
 
-def _summarise(report: DataReport, scans: pd.DataFrame) -> None:
+def _summarise(report: DataReport, scans: pd.DataFrame, rule: PairRule) -> None:
     report.n_patients = int(scans["patient_id"].nunique())
     report.n_scans = len(scans)
     if scans.empty:
@@ -59,7 +59,7 @@ def _summarise(report: DataReport, scans: pd.DataFrame) -> None:
     report.visits_per_patient = (int(visits.min()), float(visits.mean()), int(visits.max()))
     score = scans["score"].astype(float)
     report.score_range = (float(score.min()), float(score.max()))
-    report.pairs = label_counts(make_pairs(scans, label_rule(report.kind)))
+    report.pairs = label_counts(make_pairs(scans, rule))
 
 
 @contextmanager
@@ -84,7 +84,9 @@ def check_data(spec: str, on_bad_input: str = "fail", *, quick: bool = False,
     stderr (True), none (False), or a callable ``on_file(i, n)``.
     """
     report = DataReport(spec, on_bad_input)
+    check_spec(spec)
     name, arg = parse_spec(spec)
+    arg, rule_options = split_rule_options(arg)
     module = source_module(name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ClipWarning)
@@ -100,7 +102,7 @@ def check_data(spec: str, on_bad_input: str = "fail", *, quick: bool = False,
                 usable, _ = apply_policy(spec, scans, report.problems, "skip")
             except DataError:  # table-wide problems: nothing is usable
                 usable = scans.iloc[:0]
-            _summarise(report, usable)
+            _summarise(report, usable, rule_from_options(rule_options, module.RULE, spec))
         else:
             try:
                 dataset = load_dataset(spec, on_bad_input=on_bad_input)
@@ -110,7 +112,7 @@ def check_data(spec: str, on_bad_input: str = "fail", *, quick: bool = False,
                 report.kind, report.score_name = dataset.kind, dataset.score_name
                 report.problems = list(dataset.skipped)
                 report.n_scans_found = len(dataset.scans) + len({p.scan_id for p in dataset.skipped})
-                _summarise(report, dataset.scans)
+                _summarise(report, dataset.scans, dataset.rule)
     report.warnings = list(dict.fromkeys(str(w.message) for w in caught
                                          if issubclass(w.category, ClipWarning)))
     return report

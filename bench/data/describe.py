@@ -48,7 +48,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from scipy.stats import spearmanr
 
-from bench.data.pairs import LABELS, label_counts, label_rule, make_pairs
+from bench.data.pairs import LABELS, label_counts, make_pairs
 from bench.data.scans import LongitudinalDataset
 
 BIOMARKERS = {"lus": "subpleural brightness / clip mean", "mri": "dark fraction of head, central slices"}
@@ -113,7 +113,7 @@ def oracle(dataset: LongitudinalDataset, seed: int = 0) -> dict | None:
 
     scans = dataset.scans
     severity = np.array([dataset.latent_severity(row) for _, row in scans.iterrows()], dtype=np.float32)
-    pairs = make_pairs(scans, label_rule(dataset.kind))
+    pairs = make_pairs(scans, dataset.rule)
     split_of = np.empty(len(scans), dtype=object)
     if dataset.n_patients >= 3:       # fewer: no 3-way split, no oracle figures (NaN)
         for name, rows in split_patients(scans, seed).items():
@@ -144,7 +144,7 @@ def describe(dataset: LongitudinalDataset, frames: int = 8, size: int = 64, max_
     """
     start = time.perf_counter()
     scans = dataset.scans
-    rule = label_rule(dataset.kind)
+    rule = dataset.rule
     pairs = make_pairs(scans, rule)
     counts = label_counts(pairs)
     visits = scans.groupby("patient_id")["visit"].nunique()

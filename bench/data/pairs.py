@@ -6,7 +6,7 @@ of the next visit that has scans.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -15,43 +15,97 @@ LABELS = ("deteriorated", "same", "improved")
 
 
 @dataclass(frozen=True)
-class SFBins:
-    """LUS: S/F binned into [<=180, 180-275, 275-430, >430]; moving to a healthier bin = improved.
+class BinRule:
+    """A pair is labelled by a move between score bins: to a healthier bin = improved.
 
-    Edges are right-closed, (a, b], so 430 is in 275-430 as the paper writes ">430".
+    ``edges`` are right-closed, (a, b]; ``bins`` are the coarse classes of the score
+    (SupCon's labels). The paper's LUS rule: S/F bins [<=180, 180-275, 275-430, >430]
+    (430 is in 275-430, as the paper writes ">430"), higher S/F healthier.
     """
 
-    edges: tuple[float, ...] = (180.0, 275.0, 430.0)
+    edges: tuple[float, ...]
+    higher_is_better: bool = True
+
+    def bins(self, scores: np.ndarray) -> np.ndarray:
+        return np.digitize(np.asarray(scores, float), self.edges, right=True)
 
     def labels(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        a = np.digitize(before, self.edges, right=True)
-        b = np.digitize(after, self.edges, right=True)
-        return (np.sign(b - a) + 1).astype(np.int64)
+        move = np.sign(self.bins(after) - self.bins(before))
+        return ((move if self.higher_is_better else -move) + 1).astype(np.int64)
+
+    def describe(self) -> str:
+        way = "up" if self.higher_is_better else "down"
+        return f"score bins {'|'.join(f'{e:g}' for e in self.edges)} (right-closed), better {way}"
 
 
 @dataclass(frozen=True)
-class ScoreDelta:
-    """MMSE: change >= +threshold = improved, <= -threshold = deteriorated, else same."""
+class DeltaRule:
+    """A pair is labelled by the change of score: ``>= +threshold`` in the better direction
+    is improved, ``>= threshold`` in the worse one deteriorated, else same. ``coarse`` are
+    the score's coarse bin edges (SupCon's classes). The paper's MMSE rule: change >= 2 points,
+    with the clinical bands 0-17 / 18-23 / 24-26 / 27-30 as coarse bins."""
 
-    threshold: float = 2.0
+    threshold: float
+    higher_is_better: bool = True
+    coarse: tuple[float, ...] = ()
+
+    def bins(self, scores: np.ndarray) -> np.ndarray:
+        return np.digitize(np.asarray(scores, float), self.coarse, right=True)
 
     def labels(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         d = np.asarray(after, float) - np.asarray(before, float)
+        d = d if self.higher_is_better else -d
         return np.where(d >= self.threshold, 2, np.where(d <= -self.threshold, 0, 1)).astype(np.int64)
 
-
-# Clinical MMSE bands (right-closed): 0-17 moderate/severe, 18-23 mild dementia, 24-26 MCI, 27-30 normal.
-MMSE_BIN_EDGES = (17.0, 23.0, 26.0)
-
-
-def score_bins(kind: str, scores: np.ndarray) -> np.ndarray:
-    """Coarse classes of the health score (SupCon's labels): S/F bins or MMSE bands."""
-    edges = SFBins().edges if kind == "lus" else MMSE_BIN_EDGES
-    return np.digitize(np.asarray(scores, float), edges, right=True)
+    def describe(self) -> str:
+        return f"score change of at least {self.threshold:g}, better {'up' if self.higher_is_better else 'down'}"
 
 
-def label_rule(kind: str, mmse_threshold: float = 2.0):
-    return SFBins() if kind == "lus" else ScoreDelta(mmse_threshold)
+PairRule = BinRule | DeltaRule
+SF_RULE = BinRule((180.0, 275.0, 430.0))
+MMSE_RULE = DeltaRule(2.0, coarse=(17.0, 23.0, 26.0))
+RULE_OPTIONS = ("bins", "delta", "higher_is_better")
+
+
+def rule_from_options(options: dict[str, str], default: PairRule | None, origin: str) -> PairRule:
+    """The pair rule a source spec asks for (``bins=E1|E2|…``, ``delta=X``,
+    ``higher_is_better=true|false``) over the source's ``default``; ``ValueError`` (one line,
+    naming ``origin``) for a bad or missing rule. With ``delta`` the coarse bins are kept from
+    the default rule, or are the score's quartiles of ``None`` (set by the caller)."""
+    if "bins" in options and "delta" in options:
+        raise ValueError(f"{origin}: give bins= or delta=, not both")
+    better = options.get("higher_is_better")
+    if better is not None and better.lower() not in ("true", "false"):
+        raise ValueError(f"{origin}: higher_is_better={better!r}; valid: true, false")
+    rule = default
+    if "bins" in options:
+        rule = BinRule(_edges(options["bins"], origin))
+    elif "delta" in options:
+        rule = DeltaRule(_positive(options["delta"], origin), coarse=getattr(default, "coarse", ()))
+    if rule is None:
+        raise ValueError(f"{origin}: needs its pair-label rule: bins=E1|E2|… (a move between score bins) "
+                         "or delta=X (a change of at least X)")
+    return replace(rule, higher_is_better=better.lower() == "true") if better is not None else rule
+
+
+def _edges(text: str, origin: str) -> tuple[float, ...]:
+    try:
+        edges = tuple(float(e) for e in text.split("|"))
+    except ValueError:
+        edges = ()
+    if not edges or not all(np.isfinite(edges)) or list(edges) != sorted(set(edges)):
+        raise ValueError(f"{origin}: bins={text!r}: expected increasing finite bin edges like 180|275|430")
+    return edges
+
+
+def _positive(text: str, origin: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{origin}: delta={text!r}: expected a score change > 0")
+    return value
 
 
 def make_pairs(scans: pd.DataFrame, rule) -> pd.DataFrame:

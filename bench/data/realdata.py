@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from bench.data.pairs import PairRule
 from bench.data.readers import ClipReadError, decode_clip, probe_clip, verify_clip
 from bench.data.scans import (OPTIONAL_COLUMNS, SCAN_COLUMNS, LongitudinalDataset, Problem,
                               apply_policy, table_problems)
@@ -366,7 +367,7 @@ def cache_key(name: str, scans: pd.DataFrame) -> str:
 
 
 def build_dataset(name: str, kind: str, score_name: str, origin: str, scans: pd.DataFrame,
-                  problems: list[Problem], on_bad_input: str) -> LongitudinalDataset:
+                  problems: list[Problem], on_bad_input: str, rule: PairRule | None) -> LongitudinalDataset:
     """Apply the bad-input policy and wrap the surviving rows as a dataset."""
     if on_bad_input not in POLICIES:
         raise ValueError(f"on_bad_input must be one of {POLICIES}, got {on_bad_input!r}")
@@ -376,4 +377,4 @@ def build_dataset(name: str, kind: str, score_name: str, origin: str, scans: pd.
     kept["row"] = kept.index.astype(int)  # the user's row numbers, for problems found later
     return LongitudinalDataset(name=name, kind=kind, scans=kept, load_clip=load_clip,
                                cache_key=cache_key(name, kept), score_name=score_name,
-                               skipped=skipped, on_bad_input=on_bad_input, origin=origin)
+                               skipped=skipped, on_bad_input=on_bad_input, origin=origin, rule=rule)

@@ -13,6 +13,8 @@ from typing import Callable, Literal
 import numpy as np
 import pandas as pd
 
+from bench.data.pairs import PairRule
+
 SCAN_COLUMNS = ("patient_id", "visit", "scan_id", "score", "source")
 OPTIONAL_COLUMNS = ("zone",)
 SkipPolicy = Literal["fail", "skip"]
@@ -62,7 +64,7 @@ class LongitudinalDataset:
     """
 
     name: str
-    kind: Literal["lus", "mri"]
+    kind: str  # the modality / cohort ("lus", "mri", or a cohort's own); the paper's tables need theirs
     scans: pd.DataFrame
     load_clip: Callable[[pd.Series, int, int], np.ndarray]
     cache_key: str
@@ -73,6 +75,9 @@ class LongitudinalDataset:
     image model's units — the most any encoder can extract from the pixels; None for real data."""
     on_bad_input: str = "fail"  # what decode-time problems do: fail, or drop the row (skip)
     origin: str = ""  # the source spec, named in errors
+    rule: PairRule | None = None
+    """How a consecutive pair is labelled and the score's coarse bins (:mod:`bench.data.pairs`):
+    the cohort's own rule, set by its source (or by the spec's ``bins=``/``delta=``)."""
 
     def __post_init__(self) -> None:
         self.scans = self.scans.reset_index(drop=True)

@@ -75,6 +75,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from bench.data.pairs import SF_RULE
 from bench.data.scans import LongitudinalDataset, apply_policy, table_problems
 from bench.data.sources import parse_kv, register_source
 
@@ -528,7 +529,8 @@ def make_synthetic_lus(n_patients: int = PAPER_PATIENTS, n_clips: int | None = N
     renderer = LUSRenderer(cfg, latent)
     return LongitudinalDataset(name="synthetic-lus", kind="lus", scans=table, load_clip=renderer,
                                cache_key=config_key(f"synthetic-lus-v{VERSION}", cfg),
-                               score_name="S/F", skipped=skipped, latent_severity=renderer.latent_severity)
+                               score_name="S/F", skipped=skipped, latent_severity=renderer.latent_severity,
+                               rule=SF_RULE)
 
 
 @register_source("synthetic-lus")

@@ -33,7 +33,7 @@ Scores: an ADNI-like mixture — cognitively normal (35 %: MMSE ~28-30, stable),
 24-28.5, 0.3-1.5 points/year) and AD (20 %: 18-25, 1.5-4.5 points/year); visits every 6-12
 months, 2-5 per subject; the recorded MMSE is the latent value plus test-retest noise
 (sd ``label_noise``, 1 point by default), rounded and clipped to 0-30. Pairs use
-``ScoreDelta(2.0)``; most pairs are "same", as in ADNI, and "improved" pairs come only from
+``MMSE_RULE`` (a change of 2 points); most pairs are "same", as in ADNI, and "improved" pairs come only from
 test-retest noise (about 30 / 63 / 7 % deteriorated / same / improved over seeds 0-19).
 
 Image model: atrophy a = patient baseline (age) + signal·(30 − latent MMSE)/15, so between
@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from bench.data.pairs import MMSE_RULE
 from bench.data.scans import LongitudinalDataset, apply_policy, table_problems
 from bench.data.sources import register_source
 from bench.data.synthetic_lus import (KEYED_IF_SET, KNOB_RANGES, check_knobs, config_key, couple, parse_knobs,
@@ -334,7 +335,8 @@ def make_synthetic_mri(n_patients: int = 150, seed: int = 0, signal: float = 1.0
     renderer = MRIRenderer(cfg, latent)
     return LongitudinalDataset(name="synthetic-mri", kind="mri", scans=table, load_clip=renderer,
                                cache_key=config_key(f"synthetic-mri-v{VERSION}", cfg),
-                               score_name="MMSE", skipped=skipped, latent_severity=renderer.latent_severity)
+                               score_name="MMSE", skipped=skipped, latent_severity=renderer.latent_severity,
+                               rule=MMSE_RULE)
 
 
 @register_source("synthetic-mri")

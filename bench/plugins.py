@@ -1,0 +1,108 @@
+"""One registry shape for every open axis of the ablation: built-ins and pip-installed plugins.
+
+A registry maps a name to an object (a loss term, a similarity, a data-source factory).
+Built-ins register with :meth:`Registry.register` when their module is imported (lazily:
+optional dependencies stay optional); third-party packages declare an entry point in the
+registry's group (``name = "pkg.module:object"``) and are found without any change to this
+repository. A name can be taken once (a plugin cannot shadow a built-in), a plugin that
+fails to import is reported naming it, and :meth:`Registry.code_digest` hashes a plugin's
+module so its code is part of its cells' code version, as for backbones.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from bench.code_version import source_digest
+
+
+class PluginError(RuntimeError):
+    """A plugin broke its contract; the message names the plugin and what it did."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    obj: Any
+    source: str   # "built-in" | "plugin"
+    origin: str   # where it comes from: a module, or the entry point's "pkg.module:object"
+
+    def describe(self) -> str:
+        """``name (plugin pkg.mod:obj)`` — how errors name the thing that failed."""
+        return f"{self.name} ({self.source} {self.origin})"
+
+
+class Registry:
+    """Names of one axis (``kind``: "loss", "similarity", "data source").
+
+    ``lazy`` maps built-in names to the module that registers them when imported, so a
+    name is known (listed, validated) before its optional dependencies load.
+    """
+
+    def __init__(self, kind: str, group: str, lazy: dict[str, str] | None = None):
+        self.kind, self.group, self.lazy = kind, group, dict(lazy or {})
+        self._entries: dict[str, Entry] = {}
+        self._discovered = False
+
+    def register(self, name: str, obj: Any = None):
+        """Register a built-in (usable as a decorator): ``@REGISTRY.register("cl")``."""
+        def wrap(value):
+            known = self._entries.get(name)
+            if known is not None and known.obj is not value:
+                raise ValueError(f"{self.kind} {name!r} is already registered by {known.origin}")
+            self._entries[name] = Entry(name, value, "built-in", getattr(value, "__module__", "?"))
+            return value
+        return wrap if obj is None else wrap(obj)
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        for ep in entry_points(group=self.group):
+            if ep.name in self._entries and self._entries[ep.name].source == "plugin":
+                continue  # the same distribution seen twice on sys.path
+            if ep.name in self._entries or ep.name in self.lazy:
+                raise PluginError(f"{self.kind} plugin {ep.name!r} ({ep.value}) clashes with the built-in "
+                                  f"{self.kind} of that name; rename it in the plugin's entry point")
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a plugin's import error must name the plugin
+                raise PluginError(f"{self.kind} plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+            self._entries[ep.name] = Entry(ep.name, obj, "plugin", ep.value)
+
+    def names(self) -> list[str]:
+        """Built-ins in the order they are declared, then plugins by name."""
+        self._discover()
+        builtin = [n for n, e in self._entries.items() if e.source == "built-in"]
+        plugins = sorted(n for n, e in self._entries.items() if e.source == "plugin")
+        return list(dict.fromkeys([*self.lazy, *builtin, *plugins]))
+
+    def get(self, name: str) -> Entry:
+        """The entry of ``name``; an unknown name is a ``KeyError`` listing the valid ones."""
+        self._discover()
+        if name not in self._entries and name in self.lazy:
+            importlib.import_module(self.lazy[name])
+        if name not in self._entries:
+            raise KeyError(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}")
+        return self._entries[name]
+
+    def entries(self) -> list[Entry]:
+        return [self.get(name) for name in self.names()]
+
+    def refresh(self) -> None:
+        """Forget plugins so the next lookup reads the entry points again (after a pip install
+        into a running interpreter, as the tests do)."""
+        self._entries = {k: e for k, e in self._entries.items() if e.source != "plugin"}
+        self._discovered = False
+
+    def code_digest(self, name: str) -> str | None:
+        """8 hex digits of a plugin's module code (its syntax tree), None for a built-in (the
+        package's code version covers those)."""
+        entry = self.get(name)
+        if entry.source != "plugin":
+            return None
+        return source_digest(Path(inspect.getsourcefile(entry.obj)).read_text())[:8]
