@@ -334,7 +334,6 @@ def run_grid(plan, args, console: Console) -> int:
     from bench.progress import summary_table
     from bench.plots import curves_figure, effects_figure, figure1
     from bench.report import write_report
-    from bench.runner import CODE_VERSION
     from bench.tables import summarize, write_tables
 
     ctx, o = plan.ctx, plan.options
@@ -342,7 +341,7 @@ def run_grid(plan, args, console: Console) -> int:
         for problem in ds.skipped:
             console.print(f"[yellow]skipped[/] {ds.name}: {problem}")
     failed, records = collect_records(plan, args.tables_only, console, "their table cells stay empty")
-    summary = summarize(records, plan.rows, CODE_VERSION)
+    summary = summarize(records, plan.rows, ctx.code_version)
     paths = write_tables(summary, records, o.grid, ctx.out_dir)
     finished = [r for r in records if r.finished]
     score_names = {r.dataset: r.data["score"] for r in finished}

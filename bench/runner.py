@@ -58,7 +58,7 @@ class RunContext:
     git_commit: str = field(default_factory=git_commit)
 
     def data_spec(self, dataset: str) -> str:
-        return self.data_specs.get(dataset, DEFAULT_SOURCES[dataset])
+        return self.data_specs[dataset] if dataset in self.data_specs else DEFAULT_SOURCES[dataset]
 
     def numerics(self) -> dict:
         """What decides the floating-point results besides code and settings: bf16 autocast

@@ -23,7 +23,6 @@ from bench import sweep
 from bench.data.sources import DEFAULT_SOURCES
 from bench.grid import Row
 from bench.records import RunRecord
-from bench.runner import CODE_VERSION
 from bench.stats import mean_ci
 from bench.tables import DATASET_LABELS, backbone_label, cell_frame, loss_label, signed_interval, summarize
 
@@ -48,8 +47,9 @@ def parse_values(knob: str, text: str) -> list:
 def value_options(template: sweep.SweepOptions, knob: str, value) -> sweep.SweepOptions:
     """The sweep of one knob value: each dataset's synthetic source with ``knob=value``."""
     data = {}
+    sweep.check_datasets(template.datasets, template.data)
     for d in template.datasets or list(DEFAULT_SOURCES):
-        spec = template.data.get(d, DEFAULT_SOURCES[d])
+        spec = template.data[d] if d in template.data else DEFAULT_SOURCES[d]
         name, _, arg = spec.partition(":")
         if name not in SYNTHETIC:
             raise sweep.UsageError(f"--data {d}={spec}: a sensitivity study varies a synthetic generator's "
@@ -74,7 +74,7 @@ def study_frames(knob: str, studied: Studied) -> tuple[pd.DataFrame, pd.DataFram
     cells, rows = [], []
     for value, plan, records in studied:
         cells.append(cell_frame(records).assign(knob=knob, value=value))
-        rows.append(summarize(records, plan.rows, CODE_VERSION).assign(knob=knob, value=value))
+        rows.append(summarize(records, plan.rows, plan.ctx.code_version).assign(knob=knob, value=value))
     lead = ["knob", "value"]
     cells = [c for c in cells if len(c)] or cells  # empty frames would turn int columns into floats
     tidy, summary = pd.concat(cells, ignore_index=True), pd.concat(rows, ignore_index=True)

@@ -10,6 +10,7 @@ P(row > MSE) and the verdict against the paper's effect, and the minimal detecta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +58,15 @@ def _headroom(f1: float, untrained: float, oracle: float, oracle_lo: float) -> f
     return (f1 - untrained) / gap
 
 
-def summarize(records: list[RunRecord], rows: list[Row], code_version: str | None = None) -> pd.DataFrame:
+def summarize(records: list[RunRecord], rows: list[Row],
+              code_version: Callable[[Row], str] | None = None) -> pd.DataFrame:
     """One line per table row (in grid order): n seeds, mean/std of each metric, the 95 %
     t-interval of the mean over seeds, the share of headroom, the paired effect against
     the MSE row of the same backbone and dataset (with the paper's effect and a verdict),
     the minimal detectable effect of the dataset's design, the paper's numbers, failed
     cells, and whether the row holds cells of result-affecting code other than
-    ``code_version`` (``stale``) or of several code versions."""
+    ``code_version(row)`` — the code a cell of that row runs now, plugins included — (``stale``)
+    or of several code versions."""
     by_row: dict[Row, list[RunRecord]] = {}
     for rec in records:
         by_row.setdefault(rec.row, []).append(rec)
@@ -88,7 +91,7 @@ def summarize(records: list[RunRecord], rows: list[Row], code_version: str | Non
                 "seeds": " ".join(str(r.seed) for r in recs),
                 "n_failed": sum(not r.finished for r in all_recs),
                 "code_versions": " ".join(versions),
-                "stale": bool(code_version) and any(v != code_version for v in versions) or len(versions) > 1}
+                "stale": bool(code_version) and any(v != code_version(row) for v in versions) or len(versions) > 1}
         for m in METRICS:
             vals = np.array([r.metric(m) for r in recs], dtype=float)
             line[f"{m}_mean"] = vals.mean() if len(vals) else np.nan

@@ -1,0 +1,1 @@
+"""A margin ranking term for learner-bench (see README.md)."""

@@ -1,0 +1,1 @@
+"""A Gaussian-kernel similarity for learner-bench (see README.md)."""

@@ -1,0 +1,1 @@
+"""A toy knee X-ray cohort as a learner-bench data source (see README.md)."""
