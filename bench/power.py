@@ -30,7 +30,7 @@ def _test_pairs(rec: RunRecord) -> dict | None:
     return tp if rec.finished and tp.get("true") else None
 
 
-def test_sampling(records: list[RunRecord]) -> pd.DataFrame:
+def joint_bootstrap(records: list[RunRecord]) -> pd.DataFrame:
     """One line per method cell paired with the MSE cell of its dataset, backbone and seed on
     the same test pairs (same patients and labels in the same order; other pairs are
     skipped): its ΔF1 and the joint-bootstrap variance of that ΔF1 (``test_var``)."""
@@ -58,7 +58,7 @@ def power_plan(summary: pd.DataFrame, records: list[RunRecord]) -> pd.DataFrame:
     summary), the sd of ΔF1 over seeds and its training / test-sampling components, and the
     seeds needed for each target in :data:`TARGETS` at today's test size and at
     :data:`PLANNED_TEST_PATIENTS` test patients (sd² = training + test · today / planned)."""
-    boot = test_sampling(records)
+    boot = joint_bootstrap(records)
     out = []
     for d, sub in summary.groupby("dataset", sort=False):
         eff = sub.dropna(subset=["macro_f1_vs_mse_sd"])
