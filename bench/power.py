@@ -53,28 +53,35 @@ def joint_bootstrap(records: list[RunRecord]) -> pd.DataFrame:
                                       "test_patients"])
 
 
+def pooled_sd(effects: pd.DataFrame) -> float:
+    """Root mean square of the rows' paired sds of ΔF1 over seeds: a dataset's seed-to-seed spread."""
+    return float(np.sqrt(np.mean(effects["macro_f1_vs_mse_sd"] ** 2)))
+
+
 def power_plan(summary: pd.DataFrame, records: list[RunRecord]) -> pd.DataFrame:
-    """One line per dataset with paired effects: seeds run, MDE at those seeds (from the
+    """One line per dataset with paired cells: seeds run, MDE at those seeds (from the
     summary), the sd of ΔF1 over seeds and its training / test-sampling components, and the
     seeds needed for each target in :data:`TARGETS` at today's test size and at
-    :data:`PLANNED_TEST_PATIENTS` test patients (sd² = training + test · today / planned)."""
+    :data:`PLANNED_TEST_PATIENTS` test patients (sd² = training + test · today / planned).
+    With one seed there is no seed-to-seed sd: the training part is unknown (NaN) and the
+    seeds needed count the test part alone, a lower bound (``lower_bound``)."""
     boot = joint_bootstrap(records)
     out = []
     for d, sub in summary.groupby("dataset", sort=False):
-        eff = sub.dropna(subset=["macro_f1_vs_mse_sd"])
-        cells = boot[boot["dataset"] == d]
-        if not len(eff) or not len(cells):
+        eff, cells = sub.dropna(subset=["macro_f1_vs_mse_sd"]), boot[boot["dataset"] == d]
+        if not len(cells):
             continue
-        total = float(np.mean(eff["macro_f1_vs_mse_sd"] ** 2))
+        total = pooled_sd(eff) ** 2 if len(eff) else np.nan
         test = float(cells["test_var"].mean())
-        train = max(total - test, 0.0)
+        train = max(total - test, 0.0) if len(eff) else np.nan
         patients = float(cells["test_patients"].mean())
-        line = {"dataset": d, "n_seeds": int(eff["n_paired"].min()), "mde_f1": float(sub["mde_f1"].dropna().iloc[0]),
-                "sd_total": np.sqrt(total), "sd_train": np.sqrt(train), "sd_test": np.sqrt(test),
-                "test_patients": patients}
+        line = {"dataset": d, "n_seeds": int(eff["n_paired"].min()) if len(eff) else cells["seed"].nunique(),
+                "mde_f1": float(eff["mde_f1"].iloc[0]) if len(eff) else np.nan, "sd_total": np.sqrt(total),
+                "sd_train": np.sqrt(train), "sd_test": np.sqrt(test), "test_patients": patients,
+                "lower_bound": not len(eff)}
         for label, scale in (("now", 1.0), (str(PLANNED_TEST_PATIENTS), patients / PLANNED_TEST_PATIENTS)):
             for target in TARGETS:
-                line[f"seeds_{target}_{label}"] = seeds_needed(np.sqrt(train + test * scale), target)
+                line[f"seeds_{target}_{label}"] = seeds_needed(np.sqrt(np.nan_to_num(train) + test * scale), target)
         out.append(line)
     return pd.DataFrame(out)
 

@@ -41,9 +41,10 @@ def _effect_lines(summary: pd.DataFrame) -> list[str]:
             continue
         head = f"- {r.dataset.upper()} {r.model} {r.loss_label}: "
         if not pd.isna(r.macro_f1_vs_mse):
+            p = ("" if pd.isna(r.macro_f1_vs_mse_p_value) else
+                 f"p = {p_text(r.macro_f1_vs_mse_p_value)} (Holm {p_text(r.macro_f1_vs_mse_p_holm)}), ")
             ours = (f"ΔF1 vs MSE {signed_interval(r.macro_f1_vs_mse, r.macro_f1_vs_mse_lo, r.macro_f1_vs_mse_hi)}, "
-                    f"p = {p_text(r.macro_f1_vs_mse_p_value)} (Holm {p_text(r.macro_f1_vs_mse_p_holm)}), "
-                    f"P(>MSE) = {number(r.p_improve, '.2f')} (n = {r.n_paired})")
+                    f"{p}P(>MSE) = {number(r.p_improve, '.2f')} (n = {r.n_paired})")
             paper = ("; the paper has no MSE row for this backbone" if pd.isna(r.paper_f1_vs_mse) else
                      f"; paper ΔF1 {r.paper_f1_vs_mse:+.3f}")
             lines.append(head + ours + paper + f": **{r.verdict}**.")
@@ -56,7 +57,7 @@ def _effect_lines(summary: pd.DataFrame) -> list[str]:
 def _power_lines(plan: pd.DataFrame, counts: pd.DataFrame) -> list[str]:
     """The power planning table (:mod:`bench.power`) and the test pairs per class."""
     if not len(plan):
-        return ["No dataset has two paired seeds with shared test pairs: nothing to plan from."]
+        return ["No method cell shares its test pairs with an MSE cell of the same seed: nothing to plan from."]
     big = PLANNED_TEST_PATIENTS
     head = ["Dataset", "Seeds run", "Test patients", "MDE at these seeds", "sd of ΔF1 over seeds",
             "training sd", "test-sampling sd"] + [f"seeds for ±{t}" for t in TARGETS] + \
@@ -64,8 +65,9 @@ def _power_lines(plan: pd.DataFrame, counts: pd.DataFrame) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, p in plan.iterrows():
         cells = [DATASET_LABELS.get(p["dataset"], p["dataset"]), str(p["n_seeds"]), f"{p['test_patients']:.0f}",
-                 f"±{p['mde_f1']:.3f}", f"{p['sd_total']:.3f}", f"{p['sd_train']:.3f}", f"{p['sd_test']:.3f}"]
-        cells += [seeds_text(p[f"seeds_{t}_{label}"]) for label in ("now", str(big)) for t in TARGETS]
+                 "–" if pd.isna(p["mde_f1"]) else f"±{p['mde_f1']:.3f}", number(p["sd_total"]), number(p["sd_train"]),
+                 number(p["sd_test"])]
+        cells += [seeds_text(p[f"seeds_{t}_{label}"], p["lower_bound"]) for label in ("now", str(big)) for t in TARGETS]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| Dataset | Class | Test pairs per seed (min) | (mean) | Seeds | Note |",
               "|---|---|---|---|---|---|"]
@@ -121,7 +123,8 @@ def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[
     lines += ["", "## Does the paper's effect reproduce?", "",
               "The paper's claim is that adding a contrastive term to MSE pretraining improves the downstream "
               "F1. Per row: our paired effect against the MSE row of the same backbone (macro-F1, by seed) "
-              "with its 95 % interval, and whether the paper's own effect lies inside it.", ""]
+              "with its 95 % interval, its raw and Holm-adjusted p, and the verdict: what that interval says "
+              "about 0 and about the paper's own effect (legend of the tables above).", ""]
     lines += _effect_lines(summary) or ["- no method row of this grid has an MSE row to pair with."]
     lines += ["", "## Power: what this design can tell, and where compute helps", "",
               "MDE = the smallest true ΔF1 a paired t-test over these seeds detects with 80 % power (α = 0.05), "
@@ -130,7 +133,8 @@ def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[
               "its MSE cell of the same seed share the test pairs; both resampled with the same patients), "
               "averaged over cells; the former is the rest (floored at 0). More seeds shrink both; a larger test "
               f"set only the test part (its variance × today's / {PLANNED_TEST_PATIENTS} test patients). Seeds "
-              "needed = the fewest seeds whose MDE is at most the target, with sd² = training + test part.", "",
+              "needed = the fewest seeds whose MDE is at most the target, with sd² = training + test part; "
+              "\"≥ n\" where one seed leaves the training part unknown (the test part alone: a lower bound).", "",
               *_power_lines(power_plan(summary, records), class_counts(records))]
     if figures.get("effects"):
         lines += ["", "## Effects at a glance", "", f"![effects]({figures['effects'][0].name})", "",

@@ -18,7 +18,7 @@ import pandas as pd
 from bench.grid import Row
 from bench.losses import LOSS_LABELS, SIM_LABELS
 from bench.paper import published
-from bench.power import FEW_PAIRS, PLANNED_TEST_PATIENTS, TARGETS, class_counts, power_plan
+from bench.power import FEW_PAIRS, PLANNED_TEST_PATIENTS, TARGETS, class_counts, pooled_sd, power_plan
 from bench.records import RunRecord
 from bench.references import ANY, REFERENCE_LABELS, is_reference
 from bench.stats import (bootstrap_ci, corrected_paired_effect, holm, mean_ci, minimal_detectable_effect,
@@ -171,11 +171,6 @@ def summarize(records: list[RunRecord], rows: list[Row], code_version: str | Non
             summary.loc[effects.index, "mde_f1"] = minimal_detectable_effect(
                 pooled_sd(effects), int(effects["n_paired"].min()))
     return summary
-
-
-def pooled_sd(effects: pd.DataFrame) -> float:
-    """Root mean square of the rows' paired sds of ΔF1 over seeds: a dataset's seed-to-seed spread."""
-    return float(np.sqrt(np.mean(effects["macro_f1_vs_mse_sd"] ** 2)))
 
 
 @dataclass
@@ -353,14 +348,17 @@ The evidence tables, one per dataset: n = seeds; F1 95% CI = Student-t interval 
 (each seed is a new patient split and a new initialisation); Headroom = (F1 − untrained) / (oracle −
 untrained); ΔF1 vs MSE = macro-F1 minus that of the MSE row of the same backbone, paired by seed, with its
 95 % t-interval; P(>MSE) = share of seeds where the row beats MSE (a tie counts half); Paper ΔF1 = the
-same difference in the paper. {VERDICT_LEGEND} ρ(dist, Δscore) = Spearman correlation between the cosine
-distance of two test-scan embeddings of the same patient and the absolute difference of their scores
-(Figure 1 in one number).
+same difference in the paper. ρ(dist, Δscore) = Spearman correlation between the cosine distance of two
+test-scan embeddings of the same patient and the absolute difference of their scores (Figure 1 in one
+number).
+
+{VERDICT_LEGEND}
 """
 
 
-def seeds_text(n: float) -> str:
-    return "–" if np.isnan(n) else "more than 10000" if np.isinf(n) else f"{int(n)}"
+def seeds_text(n: float, lower_bound: bool = False) -> str:
+    """A number of seeds; "≥ n" where it is a lower bound (the training part unknown)."""
+    return "–" if np.isnan(n) else "more than 10000" if np.isinf(n) else ("≥ " if lower_bound else "") + f"{int(n)}"
 
 
 def design_notes(summary: pd.DataFrame, plan: pd.DataFrame, counts: pd.DataFrame) -> list[str]:
@@ -371,19 +369,22 @@ def design_notes(summary: pd.DataFrame, plan: pd.DataFrame, counts: pd.DataFrame
     for d, sub in summary.groupby("dataset", sort=False):
         name = DATASET_LABELS.get(d, d)
         eff = sub.dropna(subset=["macro_f1_vs_mse_sd"])
-        if len(eff):
-            line = (f"{name}: with n = {int(eff['n_paired'].min())} seeds and the observed paired spread (pooled "
-                    f"sd of ΔF1 {pooled_sd(eff):.3f}), a paired t-test detects a true ΔF1 of "
-                    f"±{eff['mde_f1'].iloc[0]:.3f} with 80 % power at α = 0.05")
-            if d in plan.index:
-                p, t, big = plan.loc[d], TARGETS[0], PLANNED_TEST_PATIENTS
-                line += (f"; ±{t} would take {seeds_text(p[f'seeds_{t}_now'])} seeds at today's "
-                         f"{p['test_patients']:.0f} test patients, {seeds_text(p[f'seeds_{t}_{big}'])} at {big} "
-                         "(the report's power section)")
-            lines.append(line + "; smaller effects can hide behind \"no effect detected\" and \"inconclusive\".")
-        for c in counts[(counts["dataset"] == d) & (counts["min"] < FEW_PAIRS)].itertuples():
-            lines.append(f"{name}: warning — class \"{c.label}\" has as few as {c.min} test pairs in a seed (mean "
-                         f"{c.mean:.1f}); its F1, and with it macro-F1, turns on a handful of pairs.")
+        parts = [f"with n = {int(eff['n_paired'].min())} seeds and the observed paired spread (pooled sd of ΔF1 "
+                 f"{pooled_sd(eff):.3f}), a paired t-test detects a true ΔF1 of ±{eff['mde_f1'].iloc[0]:.3f} with "
+                 "80 % power at α = 0.05"] if len(eff) else []
+        if d in plan.index:
+            p, t, big = plan.loc[d], TARGETS[0], PLANNED_TEST_PATIENTS
+            parts.append(f"±{t} would take {seeds_text(p[f'seeds_{t}_now'], p['lower_bound'])} seeds at today's "
+                         f"{p['test_patients']:.0f} test patients, "
+                         f"{seeds_text(p[f'seeds_{t}_{big}'], p['lower_bound'])} at {big} (the report's power section)")
+        if parts:
+            lines.append(f"{name}: " + "; ".join(parts) + "; smaller effects can hide behind \"no effect detected\" "
+                         "and \"inconclusive\".")
+        few = counts[(counts["dataset"] == d) & (counts["min"] < FEW_PAIRS)]
+        if len(few):
+            lines.append(f"{name}: warning — fewer than {FEW_PAIRS} test pairs in a seed for " + ", ".join(
+                f"{c.label} (min {c.min}, mean {c.mean:.1f})" for c in few.itertuples())
+                + ": the F1 of such a class, and with it macro-F1, turns on a handful of pairs.")
         if not ((sub["loss"] == "oracle") & (sub["n"] > 0)).any() and (sub["kind"] == "reference").any():
             lines.append(f"{name}: no oracle row (the source has no latent severity, as real data do not).")
     return lines

@@ -88,8 +88,8 @@ def test_classes_with_few_test_pairs_are_warned_about():
     summary = summarize(recs, grid_rows("table3"))
     notes = design_notes(summary, power_plan(summary, recs), class_counts(recs))
     assert [n for n in notes if "warning" in n] == [
-        'LUS: warning — class "improved" has as few as 5 test pairs in a seed (mean 5.0); its F1, and with it '
-        "macro-F1, turns on a handful of pairs."]
+        "LUS: warning — fewer than 20 test pairs in a seed for improved (min 5, mean 5.0): the F1 of such a "
+        "class, and with it macro-F1, turns on a handful of pairs."]
 
 
 def test_records_with_folds_use_the_corrected_resampled_t():
@@ -147,3 +147,14 @@ def test_corrected_t_covers_95_percent_where_the_naive_t_does_not():
              for name, effects in (("corrected", corrected), ("naive", naive))}
     # measured: corrected 0.95–0.98, naive 0.40–0.45 over simulation seeds 0–3
     assert cover["corrected"] >= 0.90 and cover["naive"] <= 0.70
+
+
+def test_one_seed_plans_from_the_test_part_alone_as_a_lower_bound():
+    true, patient, rng = _cohort(0)
+    pred = np.where(rng.random(len(true)) < 0.6, true, 1)
+    recs = [with_pairs(record("lus", "mse", 0, 50, 0.40), true, pred, patient),
+            with_pairs(record("lus", "cl", 0, 50, 0.45), true, np.roll(pred, 1), patient)]
+    plan = power_plan(summarize(recs, grid_rows("table3")), recs).iloc[0]
+    test = joint_bootstrap(recs)["test_var"].iloc[0]
+    assert plan["lower_bound"] and np.isnan(plan["sd_train"]) and np.isnan(plan["mde_f1"]) and plan["n_seeds"] == 1
+    assert plan["seeds_0.05_now"] == seeds_needed(np.sqrt(test), 0.05) > 2
