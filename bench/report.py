@@ -77,6 +77,20 @@ def _power_lines(plan: pd.DataFrame, counts: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _power_section(summary: pd.DataFrame, records: list[RunRecord]) -> list[str]:
+    """What the design can tell and what more seeds or more test patients would buy."""
+    return ["## Power: what this design can tell, and where compute helps", "",
+            "MDE = the smallest true ΔF1 a paired t-test over these seeds detects with 80 % power (α = 0.05), "
+            "from the pooled seed-to-seed sd of ΔF1. That sd splits into training randomness and test-set "
+            "sampling: the latter is the joint bootstrap variance of ΔF1 over test patients (a method cell and "
+            "its MSE cell of the same seed share the test pairs; both resampled with the same patients), "
+            "averaged over cells; the former is the rest (floored at 0). More seeds shrink both; a larger test "
+            f"set only the test part (its variance × today's / {PLANNED_TEST_PATIENTS} test patients). Seeds "
+            "needed = the fewest seeds whose MDE is at most the target, with sd² = training + test part; "
+            "\"≥ n\" where one seed leaves the training part unknown (the test part alone: a lower bound).", "",
+            *_power_lines(power_plan(summary, records), class_counts(records))]
+
+
 def _cost_lines(records: list[dict]) -> list[str]:
     """Mean cost per cell of each grid row, so a reader can budget a rerun (e.g. per backbone)."""
     if not records:
@@ -126,16 +140,7 @@ def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[
               "with its 95 % interval, its raw and Holm-adjusted p, and the verdict: what that interval says "
               "about 0 and about the paper's own effect (legend of the tables above).", ""]
     lines += _effect_lines(summary) or ["- no method row of this grid has an MSE row to pair with."]
-    lines += ["", "## Power: what this design can tell, and where compute helps", "",
-              "MDE = the smallest true ΔF1 a paired t-test over these seeds detects with 80 % power (α = 0.05), "
-              "from the pooled seed-to-seed sd of ΔF1. That sd splits into training randomness and test-set "
-              "sampling: the latter is the joint bootstrap variance of ΔF1 over test patients (a method cell and "
-              "its MSE cell of the same seed share the test pairs; both resampled with the same patients), "
-              "averaged over cells; the former is the rest (floored at 0). More seeds shrink both; a larger test "
-              f"set only the test part (its variance × today's / {PLANNED_TEST_PATIENTS} test patients). Seeds "
-              "needed = the fewest seeds whose MDE is at most the target, with sd² = training + test part; "
-              "\"≥ n\" where one seed leaves the training part unknown (the test part alone: a lower bound).", "",
-              *_power_lines(power_plan(summary, records), class_counts(records))]
+    lines += ["", *_power_section(summary, records)]
     if figures.get("effects"):
         lines += ["", "## Effects at a glance", "", f"![effects]({figures['effects'][0].name})", "",
                   "Left: each row's macro-F1 (mean and 95 % CI over seeds) with the floor (majority, "
