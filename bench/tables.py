@@ -1,11 +1,13 @@
 """Tables from run records: tidy CSV plus Markdown and LaTeX laid out like the paper.
 
-Every cell is mean ± std over seeds (n shown); the paper's published numbers sit in
-adjacent columns; the best method mean in each column is bold (booktabs in LaTeX).
-Reference rows (:mod:`bench.references`) are marked "(ref.)" and never bold. The Markdown
-and CSV add the evidence: the 95 % interval of each row's mean, its share of the headroom
-between the untrained encoder and the oracle, its paired effect against MSE with interval,
-P(row > MSE) and the verdict against the paper's effect, and the minimal detectable effect.
+Every cell is mean ± std over seeds (n shown); the paper's published numbers sit beside
+ours; the best method mean in each column is bold (booktabs in LaTeX). Reference rows
+(:mod:`bench.references`) are marked "(ref.)" and never bold. The evidence is a second
+table per dataset (Markdown; one effects table in LaTeX): the 95 % interval of each row's
+mean, its share of the headroom between the untrained encoder and the oracle, its paired
+effect against MSE with interval, raw and Holm-adjusted p, P(row > MSE) and the verdict,
+and notes on what the design detects (:mod:`bench.power`). The CSV holds every number of
+every row, one line per row.
 """
 from __future__ import annotations
 
