@@ -10,7 +10,8 @@ import pandas as pd
 
 from bench.records import RunRecord
 from bench.references import ANY
-from bench.tables import design_notes, number
+from bench.power import FEW_PAIRS, PLANNED_TEST_PATIENTS, TARGETS, class_counts, power_plan
+from bench.tables import DATASET_LABELS, number, p_text, seeds_text, signed_interval
 
 
 def _floor_ceiling_lines(summary: pd.DataFrame) -> list[str]:
@@ -32,23 +33,62 @@ def _floor_ceiling_lines(summary: pd.DataFrame) -> list[str]:
 
 
 def _effect_lines(summary: pd.DataFrame) -> list[str]:
-    """Per method row with an MSE row: our paired ΔF1 with its interval, P(>MSE), and the
-    paper's effect with the verdict."""
+    """Per method row with an MSE row: our paired ΔF1 with its interval, raw and Holm p,
+    P(>MSE), and the paper's effect with the verdict."""
     lines = []
     for r in summary.itertuples():
         if r.kind != "method" or r.n == 0:
             continue
         head = f"- {r.dataset.upper()} {r.model} {r.loss_label}: "
         if not pd.isna(r.macro_f1_vs_mse):
-            ours = (f"ΔF1 vs MSE {r.macro_f1_vs_mse:+.3f}, 95 % CI [{number(r.macro_f1_vs_mse_lo, '+.3f')}, "
-                    f"{number(r.macro_f1_vs_mse_hi, '+.3f')}], P(>MSE) = {number(r.p_improve, '.2f')} (n = {r.n_paired})")
+            p = ("" if pd.isna(r.macro_f1_vs_mse_p_value) else
+                 f"p = {p_text(r.macro_f1_vs_mse_p_value)} (Holm {p_text(r.macro_f1_vs_mse_p_holm)}), ")
+            ours = (f"ΔF1 vs MSE {signed_interval(r.macro_f1_vs_mse, r.macro_f1_vs_mse_lo, r.macro_f1_vs_mse_hi)}, "
+                    f"{p}P(>MSE) = {number(r.p_improve, '.2f')} (n = {r.n_paired})")
             paper = ("; the paper has no MSE row for this backbone" if pd.isna(r.paper_f1_vs_mse) else
-                     f"; paper ΔF1 {r.paper_f1_vs_mse:+.3f}: {r.verdict}")
-            lines.append(head + ours + f", {r.significance or 'no interval'}" + paper + ".")
+                     f"; paper ΔF1 {r.paper_f1_vs_mse:+.3f}")
+            lines.append(head + ours + paper + f": **{r.verdict}**.")
         elif not pd.isna(r.paper_f1) and r.loss != "mse":
             lines.append(head + f"paper F1 {r.paper_f1:.3f}; ours {r.macro_f1_mean:.3f} "
                          "(no MSE row of this backbone in this grid to pair with).")
     return lines
+
+
+def _power_lines(plan: pd.DataFrame, counts: pd.DataFrame) -> list[str]:
+    """The power planning table (:mod:`bench.power`) and the test pairs per class."""
+    if not len(plan):
+        return ["No method cell shares its test pairs with an MSE cell of the same seed: nothing to plan from."]
+    big = PLANNED_TEST_PATIENTS
+    head = ["Dataset", "Seeds run", "Test patients", "MDE at these seeds", "sd of ΔF1 over seeds",
+            "training sd", "test-sampling sd"] + [f"seeds for ±{t}" for t in TARGETS] + \
+        [f"seeds for ±{t} at {big} test patients" for t in TARGETS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, p in plan.iterrows():
+        cells = [DATASET_LABELS.get(p["dataset"], p["dataset"]), str(p["n_seeds"]), f"{p['test_patients']:.0f}",
+                 "–" if pd.isna(p["mde_f1"]) else f"±{p['mde_f1']:.3f}", number(p["sd_total"]), number(p["sd_train"]),
+                 number(p["sd_test"])]
+        cells += [seeds_text(p[f"seeds_{t}_{label}"], p["lower_bound"]) for label in ("now", str(big)) for t in TARGETS]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| Dataset | Class | Test pairs per seed (min) | (mean) | Seeds | Note |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {DATASET_LABELS.get(c.dataset, c.dataset)} | {c.label} | {c.min} | {c.mean:.1f} | {c.seeds} | "
+              + (f"fewer than {FEW_PAIRS}: its F1 turns on a handful of pairs |" if c.min < FEW_PAIRS else " |")
+              for c in counts.itertuples()]
+    return lines
+
+
+def _power_section(summary: pd.DataFrame, records: list[RunRecord]) -> list[str]:
+    """What the design can tell and what more seeds or more test patients would buy."""
+    return ["## Power: what this design can tell, and where compute helps", "",
+            "MDE = the smallest true ΔF1 a paired t-test over these seeds detects with 80 % power (α = 0.05), "
+            "from the pooled seed-to-seed sd of ΔF1. That sd splits into training randomness and test-set "
+            "sampling: the latter is the joint bootstrap variance of ΔF1 over test patients (a method cell and "
+            "its MSE cell of the same seed share the test pairs; both resampled with the same patients), "
+            "averaged over cells; the former is the rest (floored at 0). More seeds shrink both; a larger test "
+            f"set only the test part (its variance × today's / {PLANNED_TEST_PATIENTS} test patients). Seeds "
+            "needed = the fewest seeds whose MDE is at most the target, with sd² = training + test part; "
+            "\"≥ n\" where one seed leaves the training part unknown (the test part alone: a lower bound).", "",
+            *_power_lines(power_plan(summary, records), class_counts(records))]
 
 
 def _cost_lines(records: list[dict]) -> list[str]:
@@ -97,9 +137,10 @@ def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[
     lines += ["", "## Does the paper's effect reproduce?", "",
               "The paper's claim is that adding a contrastive term to MSE pretraining improves the downstream "
               "F1. Per row: our paired effect against the MSE row of the same backbone (macro-F1, by seed) "
-              "with its 95 % interval, and whether the paper's own effect lies inside it.", ""]
+              "with its 95 % interval, its raw and Holm-adjusted p, and the verdict: what that interval says "
+              "about 0 and about the paper's own effect (legend of the tables above).", ""]
     lines += _effect_lines(summary) or ["- no method row of this grid has an MSE row to pair with."]
-    lines += ["", *design_notes(summary)]
+    lines += ["", *_power_section(summary, records)]
     if figures.get("effects"):
         lines += ["", "## Effects at a glance", "", f"![effects]({figures['effects'][0].name})", "",
                   "Left: each row's macro-F1 (mean and 95 % CI over seeds) with the floor (majority, "

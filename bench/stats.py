@@ -5,11 +5,17 @@
 * a row's paired effect against the MSE row of the same backbone and dataset (same seed =
   same split and same initial weights): mean difference, its 95 % t-interval, the paired
   t-test, and the probability of improvement P(row > MSE) over seeds (Bouthillier et al.,
-  "Accounting for Variance in Machine Learning Benchmarks", MLSys 2021);
-* a verdict of that interval against the paper's own effect;
-* the minimal effect a design detects at 80 % power (paired t-test, two-sided α = 0.05);
+  "Accounting for Variance in Machine Learning Benchmarks", MLSys 2021); under (repeated)
+  cross-validation the interval is corrected for overlapping training sets (Nadeau and
+  Bengio 2003; Bouckaert and Frank 2004);
+* Holm's step-down adjustment of a table's p-values (a family of comparisons);
+* a verdict that says what that interval says about 0 and about the paper's own effect;
+* the minimal effect a design detects at 80 % power (paired t-test, two-sided α = 0.05) and
+  the number of seeds a target needs;
 * a bootstrap over the test pairs of one run that resamples test *patients* with all their
-  pairs (pairs of one patient are not independent, so resampling pairs is too narrow).
+  pairs (pairs of one patient are not independent, so resampling pairs is too narrow); the
+  same replicates score two runs on the same test pairs jointly (the test-sampling variance
+  of their difference).
 """
 from __future__ import annotations
 
@@ -17,23 +23,41 @@ import numpy as np
 from scipy import optimize, stats
 
 
-def bootstrap_ci(true, pred, metric: str, clusters=None, n_boot: int = 2000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of ``metric`` ("accuracy" in %, "macro_f1"): each replicate draws
-    ``clusters`` (test patients) with replacement and takes all their pairs; without
-    ``clusters`` every pair is its own cluster. Vectorised: a replicate is a vector of
-    cluster counts, and its confusion matrix the count-weighted sum of the clusters'."""
-    t, p = np.asarray(true, dtype=int), np.asarray(pred, dtype=int)
-    if len(t) == 0:
-        return float("nan"), float("nan")
+def cluster_bootstrap(true, preds, metric: str, clusters=None, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """``[len(preds), n_boot]`` replicates of ``metric`` ("accuracy" in %, "macro_f1") of each
+    prediction vector in ``preds`` against the same ``true`` labels; each replicate draws
+    ``clusters`` (test patients) with replacement and takes all their pairs, the same draw
+    for every prediction vector (so differences are resampled jointly); without ``clusters``
+    every pair is its own cluster. Vectorised: a replicate is a vector of cluster counts,
+    and its confusion matrix the count-weighted sum of the clusters'."""
+    t = np.asarray(true, dtype=int)
     groups = np.arange(len(t)) if clusters is None else np.unique(np.asarray(clusters), return_inverse=True)[1]
     n_groups = groups.max() + 1
-    confusion = np.zeros((n_groups, 9))
-    np.add.at(confusion, (groups, 3 * t + p), 1)  # per cluster: counts of (true, pred)
     counts = np.random.default_rng(seed).multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=n_boot)
-    vals = confusion_metric((counts @ confusion).reshape(n_boot, 3, 3), metric)
+    out = []
+    for pred in preds:
+        confusion = np.zeros((n_groups, 9))
+        np.add.at(confusion, (groups, 3 * t + np.asarray(pred, dtype=int)), 1)  # per cluster: (true, pred) counts
+        out.append(confusion_metric((counts @ confusion).reshape(n_boot, 3, 3), metric))
+    return np.array(out)
+
+
+def bootstrap_ci(true, pred, metric: str, clusters=None, n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of ``metric`` over :func:`cluster_bootstrap` replicates."""
+    if len(true) == 0:
+        return float("nan"), float("nan")
+    vals = cluster_bootstrap(true, [pred], metric, clusters, n_boot, seed)[0]
     alpha = (1 - level) / 2
     return float(np.quantile(vals, alpha)), float(np.quantile(vals, 1 - alpha))
+
+
+def paired_bootstrap_var(true, pred_a, pred_b, metric: str, clusters=None, n_boot: int = 2000,
+                         seed: int = 0) -> float:
+    """Bootstrap variance of ``metric(a) − metric(b)`` on the same test pairs, test patients
+    resampled jointly: how much the difference of two runs moves with the test sample alone."""
+    vals = cluster_bootstrap(true, [pred_a, pred_b], metric, clusters, n_boot, seed)
+    return float(np.var(vals[0] - vals[1], ddof=1))
 
 
 def confusion_metric(cm: np.ndarray, metric: str) -> np.ndarray:
@@ -61,41 +85,82 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def paired_effect(row: dict[int, float], base: dict[int, float], level: float = 0.95) -> dict:
-    """``row - base`` over the seeds both have: n, mean, sd, t-interval, paired t-test p,
-    and P(row > base) (the share of seeds where the row wins, a tie counting half)."""
-    seeds = sorted(set(row) & set(base))
-    a = np.array([row[s] for s in seeds], dtype=float)
-    b = np.array([base[s] for s in seeds], dtype=float)
-    d = a - b
+def paired_effect(row: dict, base: dict, level: float = 0.95) -> dict:
+    """``row - base`` over the keys (seeds) both have, as :func:`difference_effect` with the
+    paired t-test (``scipy.stats.ttest_rel``'s interval and p)."""
+    keys = sorted(set(row) & set(base))
+    return difference_effect([row[k] - base[k] for k in keys], 0.0, level)
+
+
+def corrected_paired_effect(diffs, test_fraction: float | None = None, level: float = 0.95) -> dict:
+    """Paired effect from cross-validation, where the J training sets overlap so the J
+    differences are correlated and the naive t-interval is far too narrow. Nadeau–Bengio's
+    corrected resampled t: variance of the mean = sd² · (1/J + n_test/n_train), df = J − 1.
+    ``diffs``: 1-D, one difference per random train/test split (``test_fraction`` = n_test /
+    (n_train + n_test) required); or 2-D ``[repeats, folds]`` from repeated K-fold, where
+    Bouckaert and Frank's variant uses all J = R·K fold differences with test_fraction 1/K
+    (the default)."""
+    d = np.asarray(diffs, dtype=float)
+    if test_fraction is None:
+        if d.ndim != 2:
+            raise ValueError("test_fraction is needed unless diffs is [repeats, folds]")
+        test_fraction = 1 / d.shape[1]
+    return difference_effect(d.ravel(), test_fraction / (1 - test_fraction), level)
+
+
+def difference_effect(diffs, extra_variance: float, level: float = 0.95) -> dict:
+    """n, mean, sd of the differences, the t-interval and two-sided p of their mean with
+    variance sd² · (1/n + ``extra_variance``) on n − 1 df (0: the paired t-test), and P(row >
+    base) (the share of differences above 0, a tie counting half)."""
+    d = np.asarray(diffs, dtype=float)
     nan = float("nan")
-    out = {"n": len(seeds), "mean": float(d.mean()) if len(d) else nan,
+    out = {"n": len(d), "mean": float(d.mean()) if len(d) else nan,
            "sd": float(d.std(ddof=1)) if len(d) > 1 else nan, "lo": nan, "hi": nan, "p_value": nan,
            "p_improve": float(np.mean((d > 0) + 0.5 * (d == 0))) if len(d) else nan}
     if len(d) > 1 and np.any(d != d[0]):
-        test = stats.ttest_rel(a, b)
-        out["p_value"] = float(test.pvalue)
-        out["lo"], out["hi"] = (float(x) for x in test.confidence_interval(level))
-    elif len(d) > 1:  # every seed the same difference: the interval is that point
+        se = out["sd"] * np.sqrt(1 / len(d) + extra_variance)
+        out["p_value"] = float(2 * stats.t.sf(abs(out["mean"]) / se, len(d) - 1))
+        out["lo"], out["hi"] = (float(x) for x in stats.t.interval(level, len(d) - 1, loc=out["mean"], scale=se))
+    elif len(d) > 1:  # every split the same difference: the interval is that point
         out["lo"] = out["hi"] = float(d[0])
     return out
 
 
-def verdict(lo: float, hi: float, paper_effect: float) -> str:
-    """Our interval against the paper's effect: compatible (inside), or which way it differs."""
-    if np.isnan(paper_effect) or np.isnan(lo):
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error), NaNs left out of the family and
+    kept as NaN: the k-th smallest of m p-values becomes max over j ≤ k of min(1, (m−j+1)·p_(j))."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
+
+
+def verdict(lo: float, hi: float, paper_effect: float, n: int) -> str:
+    """What the interval [lo, hi] of our effect (over ``n`` paired seeds) says about 0 and
+    about the paper's effect, one label (README "Reading a table"); sizes compare magnitudes."""
+    if n == 0:
         return ""
-    if paper_effect > hi:
-        return "smaller than the paper's"
-    if paper_effect < lo:
-        return "larger than the paper's"
-    return "compatible with the paper"
-
-
-def significance(lo: float, hi: float) -> str:
+    if n == 1:
+        return "n = 1: no interval"
     if np.isnan(lo):
-        return ""
-    return "significant" if lo > 0 or hi < 0 else "not significant"
+        return "no interval"
+    holds_zero = lo <= 0 <= hi
+    if np.isnan(paper_effect):
+        return "no effect detected" if holds_zero else "significant"
+    holds_paper = lo <= paper_effect <= hi
+    if holds_zero:
+        return "inconclusive" if holds_paper else "no effect detected; the paper's Δ excluded"
+    if holds_paper:
+        return "significant; compatible with the paper"
+    if paper_effect == 0:
+        return "significant; larger than the paper's (0)"
+    if paper_effect * lo < 0:
+        return "significant; opposite sign to the paper's"
+    size = "smaller" if abs(paper_effect) > max(abs(lo), abs(hi)) else "larger"
+    return f"significant; same sign, {size} than the paper's"
 
 
 def minimal_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
@@ -110,3 +175,19 @@ def minimal_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: flo
         p = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
         return 1.0 if np.isnan(p) else p  # the noncentral t's tail is NaN where power is ~1
     return float(optimize.brentq(lambda x: power_at(x) - power, 1e-12 * sd, 1000 * sd))
+
+
+def seeds_needed(sd: float, target: float, n_max: int = 10_000) -> float:
+    """The fewest seeds whose :func:`minimal_detectable_effect` is at most ``target`` (NaN
+    without an sd, inf beyond ``n_max``): MDE falls with n, so bisect."""
+    if not np.isfinite(sd):
+        return float("nan")
+    if sd == 0 or minimal_detectable_effect(sd, 2) <= target:
+        return 2.0
+    if minimal_detectable_effect(sd, n_max) > target:
+        return float("inf")
+    lo, hi = 2, n_max  # MDE(lo) > target >= MDE(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if minimal_detectable_effect(sd, mid) <= target else (mid, hi)
+    return float(hi)

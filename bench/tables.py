@@ -1,11 +1,13 @@
 """Tables from run records: tidy CSV plus Markdown and LaTeX laid out like the paper.
 
-Every cell is mean ± std over seeds (n shown); the paper's published numbers sit in
-adjacent columns; the best method mean in each column is bold (booktabs in LaTeX).
-Reference rows (:mod:`bench.references`) are marked "(ref.)" and never bold. The Markdown
-and CSV add the evidence: the 95 % interval of each row's mean, its share of the headroom
-between the untrained encoder and the oracle, its paired effect against MSE with interval,
-P(row > MSE) and the verdict against the paper's effect, and the minimal detectable effect.
+Every cell is mean ± std over seeds (n shown); the paper's published numbers sit beside
+ours; the best method mean in each column is bold (booktabs in LaTeX). Reference rows
+(:mod:`bench.references`) are marked "(ref.)" and never bold. The evidence is a second
+table per dataset (Markdown; one effects table in LaTeX): the 95 % interval of each row's
+mean, its share of the headroom between the untrained encoder and the oracle, its paired
+effect against MSE with interval, raw and Holm-adjusted p, P(row > MSE) and the verdict,
+and notes on what the design detects (:mod:`bench.power`). The CSV holds every number of
+every row, one line per row.
 """
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ import pandas as pd
 from bench.grid import Row
 from bench import losses, similarity
 from bench.paper import published
+from bench.power import FEW_PAIRS, PLANNED_TEST_PATIENTS, TARGETS, class_counts, pooled_sd, power_plan
 from bench.records import RunRecord
 from bench.references import ANY, REFERENCE_LABELS, is_reference
-from bench.stats import bootstrap_ci, mean_ci, minimal_detectable_effect, paired_effect, significance, verdict
+from bench.stats import (bootstrap_ci, corrected_paired_effect, holm, mean_ci, minimal_detectable_effect,
+                         paired_effect, verdict)
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 DATASET_LABELS = {"lus": "LUS", "adni": "ADNI"}
@@ -58,77 +62,122 @@ def _headroom(f1: float, untrained: float, oracle: float, oracle_lo: float) -> f
     return (f1 - untrained) / gap
 
 
+class _Cells:
+    """A table's records by row; ``finished(row)`` sorted by seed (and fold)."""
+
+    def __init__(self, records: list[RunRecord]):
+        self.by_row: dict[Row, list[RunRecord]] = {}
+        for rec in records:
+            self.by_row.setdefault(rec.row, []).append(rec)
+
+    def all(self, row: Row) -> list[RunRecord]:
+        return self.by_row.get(row, [])
+
+    def finished(self, row: Row) -> list[RunRecord]:
+        return sorted((r for r in self.all(row) if r.finished), key=lambda r: (r.seed, _fold(r) or 0))
+
+    def f1(self, row: Row) -> list[float]:
+        return [r.metric("macro_f1") for r in self.finished(row)]
+
+
+def _fold(rec: RunRecord):
+    """The record's cross-validation fold, None when the design has none (seeds only)."""
+    return getattr(rec, "fold", None)
+
+
+def vs_mse(recs: list[RunRecord], base: list[RunRecord], metric: str) -> dict:
+    """A row's paired effect against its MSE row (:mod:`bench.stats` keys). Records without a
+    ``fold``: paired t over seeds. Records with one (repeated K-fold cross-validation, seed =
+    repeat): paired by (repeat, fold), with the corrected resampled t for overlapping
+    training sets, test fraction 1/K."""
+    def by_key(rs):
+        return {(r.seed, _fold(r)): r.metric(metric) for r in rs}
+    a, b = by_key(recs), by_key(base)
+    folds = {f for _, f in a if f is not None}
+    if not folds:
+        return paired_effect(a, b)
+    keys = sorted(set(a) & set(b))
+    return corrected_paired_effect([a[k] - b[k] for k in keys], test_fraction=1 / len(folds))
+
+
+def _row_numbers(recs: list[RunRecord]) -> dict:
+    """Mean, std and the 95 % t-interval of the mean of each metric over the row's cells."""
+    line = {}
+    for m in METRICS:
+        vals = np.array([r.metric(m) for r in recs], dtype=float)
+        line[f"{m}_mean"] = vals.mean() if len(vals) else np.nan
+        line[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else np.nan
+    for m in ("accuracy", "macro_f1"):
+        line[f"{m}_ci_lo"], line[f"{m}_ci_hi"] = mean_ci([r.metric(m) for r in recs])
+    rho = np.array([r.metric("spearman_within") for r in recs], dtype=float)
+    line["spearman_mean"] = np.nanmean(rho) if np.isfinite(rho).any() else np.nan
+    line["spearman_std"] = np.nanstd(rho, ddof=1) if np.isfinite(rho).sum() > 1 else np.nan
+    return line
+
+
+def _effects(row: Row, cells: _Cells, compare: bool) -> dict:
+    """The row's paired effects on accuracy and macro-F1 against MSE, the paper's ΔF1 and the
+    verdict of our interval against 0 and it (NaN / "" where the row is not compared)."""
+    mse = cells.finished(Row(row.dataset, row.backbone, "mse", "cos"))
+    effects = {m: vs_mse(cells.finished(row), mse, m) if compare else {} for m in ("accuracy", "macro_f1")}
+    line = {}
+    for m, eff in effects.items():
+        for part in ("mean", "lo", "hi", "sd", "p_value"):
+            line[f"{m}_vs_mse" + ("" if part == "mean" else f"_{part}")] = eff.get(part, np.nan)
+    line["n_paired"] = effects["macro_f1"].get("n", 0)
+    line["p_improve"] = effects["macro_f1"].get("p_improve", np.nan)
+    paper, paper_mse = published(row.dataset, row.backbone, row.loss, row.sim), published(
+        row.dataset, row.backbone, "mse", "cos")
+    line["paper_accuracy"], line["paper_f1"] = paper if paper else (np.nan, np.nan)
+    line["paper_f1_vs_mse"] = paper[1] - paper_mse[1] if compare and paper and paper_mse else np.nan
+    line["verdict"] = verdict(line["macro_f1_vs_mse_lo"], line["macro_f1_vs_mse_hi"], line["paper_f1_vs_mse"],
+                              line["n_paired"])
+    return line
+
+
+def _row_line(row: Row, cells: _Cells, code_version: Callable[[Row], str] | None) -> dict:
+    """Everything the table says about one row."""
+    all_recs, recs = cells.all(row), cells.finished(row)
+    versions = sorted({r.code_version for r in all_recs})
+    kind = "reference" if is_reference(row.loss) else "method"
+    line = {"dataset": row.dataset, "backbone": row.backbone, "loss": row.loss, "sim": row.sim, "kind": kind,
+            "model": backbone_label(row.backbone), "loss_label": loss_label(row), "n": len(recs),
+            "seeds": " ".join(str(r.seed) for r in recs), "n_failed": sum(not r.finished for r in all_recs),
+            "code_versions": " ".join(versions),
+            "stale": bool(code_version) and any(v != code_version(row) for v in versions) or len(versions) > 1,
+            **_row_numbers(recs)}
+    oracle = Row(row.dataset, ANY, "oracle")
+    line["headroom"] = np.nan if kind == "reference" else _headroom(
+        line["macro_f1_mean"], _mean(cells.f1(Row(row.dataset, row.backbone, "untrained"))),
+        _mean(cells.f1(oracle)), mean_ci(cells.f1(oracle))[0])
+    compare = kind == "method" and row != Row(row.dataset, row.backbone, "mse", "cos")
+    return {**line, **_effects(row, cells, compare)}
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else np.nan
+
+
 def summarize(records: list[RunRecord], rows: list[Row],
               code_version: Callable[[Row], str] | None = None) -> pd.DataFrame:
     """One line per table row (in grid order): n seeds, mean/std of each metric, the 95 %
     t-interval of the mean over seeds, the share of headroom, the paired effect against
-    the MSE row of the same backbone and dataset (with the paper's effect and a verdict),
+    the MSE row of the same backbone and dataset with its raw and Holm-adjusted p (the
+    family: every ΔF1-vs-MSE comparison of the table), the paper's effect and the verdict,
     the minimal detectable effect of the dataset's design, the paper's numbers, failed
     cells, and whether the row holds cells of result-affecting code other than
-    ``code_version(row)`` — the code a cell of that row runs now, plugins included — (``stale``)
-    or of several code versions."""
-    by_row: dict[Row, list[RunRecord]] = {}
-    for rec in records:
-        by_row.setdefault(rec.row, []).append(rec)
-
-    def finished(row: Row) -> list[RunRecord]:
-        return sorted((r for r in by_row.get(row, []) if r.finished), key=lambda r: r.seed)
-
-    def mean_f1(row: Row) -> float:
-        vals = [r.metric("macro_f1") for r in finished(row)]
-        return float(np.mean(vals)) if vals else np.nan
-
-    def lower_f1(row: Row) -> float:
-        return mean_ci([r.metric("macro_f1") for r in finished(row)])[0]
-
-    out = []
-    for row in rows:
-        all_recs, recs = by_row.get(row, []), finished(row)
-        versions = sorted({r.code_version for r in all_recs})
-        line = {"dataset": row.dataset, "backbone": row.backbone, "loss": row.loss, "sim": row.sim,
-                "kind": "reference" if is_reference(row.loss) else "method",
-                "model": backbone_label(row.backbone), "loss_label": loss_label(row), "n": len(recs),
-                "seeds": " ".join(str(r.seed) for r in recs),
-                "n_failed": sum(not r.finished for r in all_recs),
-                "code_versions": " ".join(versions),
-                "stale": bool(code_version) and any(v != code_version(row) for v in versions) or len(versions) > 1}
-        for m in METRICS:
-            vals = np.array([r.metric(m) for r in recs], dtype=float)
-            line[f"{m}_mean"] = vals.mean() if len(vals) else np.nan
-            line[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else np.nan
-        for m in ("accuracy", "macro_f1"):
-            line[f"{m}_ci_lo"], line[f"{m}_ci_hi"] = mean_ci([r.metric(m) for r in recs])
-        rho = np.array([r.metric("spearman_within") for r in recs], dtype=float)
-        line["spearman_mean"] = np.nanmean(rho) if np.isfinite(rho).any() else np.nan
-        line["spearman_std"] = np.nanstd(rho, ddof=1) if np.isfinite(rho).sum() > 1 else np.nan
-        oracle = Row(row.dataset, ANY, "oracle")
-        line["headroom"] = np.nan if line["kind"] == "reference" else _headroom(
-            line["macro_f1_mean"], mean_f1(Row(row.dataset, row.backbone, "untrained")), mean_f1(oracle),
-            lower_f1(oracle))
-        mse_row = Row(row.dataset, row.backbone, "mse", "cos")
-        compare = line["kind"] == "method" and row != mse_row
-        for m, key in (("accuracy", "accuracy_vs_mse"), ("macro_f1", "macro_f1_vs_mse")):
-            eff = paired_effect({r.seed: r.metric(m) for r in recs},
-                                {r.seed: r.metric(m) for r in finished(mse_row)}) if compare else {}
-            for part in ("mean", "lo", "hi", "sd", "p_value"):
-                line[key + ("" if part == "mean" else f"_{part}")] = eff.get(part, np.nan)
-            line["n_paired"] = eff.get("n", 0)
-            if m == "macro_f1":
-                line["p_improve"] = eff.get("p_improve", np.nan)
-        paper = published(row.dataset, row.backbone, row.loss, row.sim)
-        line["paper_accuracy"], line["paper_f1"] = paper if paper else (np.nan, np.nan)
-        paper_mse = published(row.dataset, row.backbone, "mse", "cos")
-        line["paper_f1_vs_mse"] = paper[1] - paper_mse[1] if compare and paper and paper_mse else np.nan
-        line["verdict"] = verdict(line["macro_f1_vs_mse_lo"], line["macro_f1_vs_mse_hi"], line["paper_f1_vs_mse"])
-        line["significance"] = significance(line["macro_f1_vs_mse_lo"], line["macro_f1_vs_mse_hi"])
-        out.append(line)
-    summary = pd.DataFrame(out)
+    ``code_version(row)`` — the code a cell of that row runs now, plugins included —
+    (``stale``) or of several code versions."""
+    cells = _Cells(records)
+    summary = pd.DataFrame([_row_line(row, cells, code_version) for row in rows])
+    summary.insert(summary.columns.get_loc("macro_f1_vs_mse_p_value") + 1, "macro_f1_vs_mse_p_holm",
+                   holm(summary["macro_f1_vs_mse_p_value"]))
     summary["mde_f1"] = np.nan
-    for d, sub in summary.groupby("dataset", sort=False):
+    for _, sub in summary.groupby("dataset", sort=False):
         effects = sub.dropna(subset=["macro_f1_vs_mse_sd"])
         if len(effects):
-            pooled_sd = float(np.sqrt(np.mean(effects["macro_f1_vs_mse_sd"] ** 2)))
-            summary.loc[effects.index, "mde_f1"] = minimal_detectable_effect(pooled_sd, int(effects["n_paired"].min()))
+            summary.loc[effects.index, "mde_f1"] = minimal_detectable_effect(
+                pooled_sd(effects), int(effects["n_paired"].min()))
     return summary
 
 
@@ -160,15 +209,14 @@ def _effect(r) -> str:
     return signed_interval(r.macro_f1_vs_mse, r.macro_f1_vs_mse_lo, r.macro_f1_vs_mse_hi)
 
 
-def _verdict(r) -> str:
-    parts = [v for v in (r.significance, r.verdict) if isinstance(v, str) and v]
-    return "; ".join(parts) or "–"
+def p_text(p: float) -> str:
+    """A p-value: "<0.001" below that, three decimals above, "–" without one."""
+    return "–" if pd.isna(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _metric_cells(sub: pd.DataFrame, extended: bool) -> list[list[Cell]]:
-    """Per row: ours acc, ours macro-F1, paper acc, paper F1 (best method bold); extended
-    adds n, the interval of the mean, the headroom share, the effect against MSE with its
-    interval, P(row > MSE), the paper's effect and the verdict, and Figure 1's Spearman rho."""
+def _metric_cells(sub: pd.DataFrame) -> list[list[Cell]]:
+    """Per row, as the paper lays it out: accuracy ours / paper, macro-F1 ours / paper (the
+    best method mean bold; † on a stale row's F1)."""
     methods = sub[sub["kind"] == "method"]
     best_acc, best_f1 = methods["accuracy_mean"].max(), methods["macro_f1_mean"].max()
     cells = []
@@ -176,52 +224,73 @@ def _metric_cells(sub: pd.DataFrame, extended: bool) -> list[list[Cell]]:
         failed = int(r.n_failed) if not pd.isna(r.n_failed) else 0
         mark = " †" if r.stale == True else ""  # noqa: E712 (NaN in reindexed rows is not stale)
         method = r.kind == "method"
-        line = [
+        cells.append([
             Cell(_fmt(r.accuracy_mean, r.accuracy_std, 2, r.n, failed), method and bool(r.n) and r.accuracy_mean == best_acc),
+            Cell(number(r.paper_accuracy, ".2f")),
             Cell(_fmt(r.macro_f1_mean, r.macro_f1_std, 3, r.n, failed) + mark,
                  method and bool(r.n) and r.macro_f1_mean == best_f1),
-            Cell(number(r.paper_accuracy, ".2f")), Cell(number(r.paper_f1)),
-        ]
-        if extended:
-            ci = "–" if np.isnan(r.macro_f1_ci_lo) else f"[{r.macro_f1_ci_lo:.3f}, {r.macro_f1_ci_hi:.3f}]"
-            n = f"{int(r.n)}" + (f" (+{failed} failed)" if failed else "")
-            line += [Cell(n), Cell(ci), Cell(number(r.headroom, ".2f")), Cell(_effect(r)),
-                     Cell(number(r.p_improve, ".2f")), Cell(number(r.paper_f1_vs_mse, "+.3f")),
-                     Cell(_verdict(r)), Cell(_fmt(r.spearman_mean, r.spearman_std, 2, r.n))]
-        cells.append(line)
+            Cell(number(r.paper_f1))])
     return cells
 
 
-METRIC_HEADERS = ["Acc. (ours)", "F1 (ours)", "Acc. (paper)", "F1 (paper)"]
-EXTENDED_HEADERS = ["n", "F1 95% CI", "Headroom", "ΔF1 vs MSE [95% CI]", "P(>MSE)", "Paper ΔF1", "Verdict",
-                    "ρ(dist, Δscore)"]
+METRIC_HEADERS = ["Acc. (ours)", "Acc. (paper)", "F1 (ours)", "F1 (paper)"]
+
+EVIDENCE = {  # column of the evidence tables -> its text for one summary line
+    "n": lambda r: f"{int(r.n)}" + (f" (+{int(r.n_failed)} failed)" if r.n_failed else ""),
+    "F1 95% CI": lambda r: "–" if np.isnan(r.macro_f1_ci_lo) else f"[{r.macro_f1_ci_lo:.3f}, {r.macro_f1_ci_hi:.3f}]",
+    "Headroom": lambda r: number(r.headroom, ".2f"),
+    "ΔF1 vs MSE [95% CI]": _effect,
+    "p": lambda r: p_text(r.macro_f1_vs_mse_p_value),
+    "Holm p": lambda r: p_text(r.macro_f1_vs_mse_p_holm),
+    "P(>MSE)": lambda r: number(r.p_improve, ".2f"),
+    "Paper ΔF1": lambda r: number(r.paper_f1_vs_mse, "+.3f"),
+    "Verdict": lambda r: r.verdict or "–",
+    "ρ(dist, Δscore)": lambda r: _fmt(r.spearman_mean, r.spearman_std, 2, r.n),
+}
+TEX_EVIDENCE = ("ΔF1 vs MSE [95% CI]", "p", "Holm p", "P(>MSE)", "Paper ΔF1", "Verdict")
 
 
-def layout(summary: pd.DataFrame, grid: str, extended: bool = False
-           ) -> tuple[list[tuple[str, int]], list[str], list[list[Cell]]]:
-    """(column groups, column names, rows); the first group spans the text columns. Table 3
-    (one backbone per dataset): losses down, datasets across; otherwise one line per
-    (dataset,) model, loss."""
-    datasets = list(dict.fromkeys(summary["dataset"]))
-    headers = METRIC_HEADERS + (EXTENDED_HEADERS if extended else [])
+def _one_backbone(summary: pd.DataFrame) -> bool:
+    """Whether each dataset has a single encoder (Table 3): rows are then named by loss alone."""
     encoders = summary[summary["backbone"] != ANY]
-    if grid == "table3" and encoders.groupby("dataset")["backbone"].nunique().max() == 1:
+    return encoders.groupby("dataset")["backbone"].nunique().max() == 1
+
+
+def layout(summary: pd.DataFrame, grid: str) -> tuple[list[tuple[str, int]], list[str], list[list[Cell]]]:
+    """The paper's table with ours beside it: (column groups, column names, rows); the first
+    group spans the text columns. Table 3 (one backbone per dataset): losses down, datasets
+    across; otherwise one line per (dataset,) model, loss."""
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    if grid == "table3" and _one_backbone(summary):
         losses = list(dict.fromkeys(summary["loss_label"]))
         per_ds = {d: summary[summary["dataset"] == d].set_index("loss_label").reindex(losses) for d in datasets}
         per_ds = {d: s.assign(n=s["n"].fillna(0).astype(int), kind=s["kind"].fillna("method"))
                   for d, s in per_ds.items()}
-        blocks = {d: _metric_cells(s, extended) for d, s in per_ds.items()}
+        blocks = {d: _metric_cells(s) for d, s in per_ds.items()}
         rows = [[Cell(loss)] + sum((blocks[d][i] for d in datasets), []) for i, loss in enumerate(losses)]
-        groups = [("", 1)] + [(DATASET_LABELS.get(d, d), len(headers)) for d in datasets]
-        return groups, ["Loss"] + headers * len(datasets), rows
+        groups = [("", 1)] + [(DATASET_LABELS.get(d, d), len(METRIC_HEADERS)) for d in datasets]
+        return groups, ["Loss"] + METRIC_HEADERS * len(datasets), rows
     lead = ["Dataset"] if len(datasets) > 1 else []
     rows = []
     for d in datasets:
         sub = summary[summary["dataset"] == d]
-        for (_, r), cells in zip(sub.iterrows(), _metric_cells(sub, extended)):
+        for (_, r), cells in zip(sub.iterrows(), _metric_cells(sub)):
             rows.append([Cell(DATASET_LABELS.get(d, d))] * len(lead) + [Cell(r.model), Cell(r.loss_label)] + cells)
     lead += ["Model", "Loss"]
-    return [("", len(lead)), ("", len(headers))], lead + headers, rows
+    return [("", len(lead)), ("", len(METRIC_HEADERS))], lead + METRIC_HEADERS, rows
+
+
+def evidence_layout(summary: pd.DataFrame, columns=tuple(EVIDENCE)
+                    ) -> tuple[list[tuple[str, int]], list[str], list[list[Cell]]]:
+    """The evidence behind the rows of ``summary``: one line per row with the ``columns`` of
+    :data:`EVIDENCE`, named by (dataset where several,) (model where several per dataset,) loss."""
+    lead = (["Dataset"] if summary["dataset"].nunique() > 1 else []) + \
+        ([] if _one_backbone(summary) else ["Model"]) + ["Loss"]
+    names = {"Dataset": lambda r: DATASET_LABELS.get(r.dataset, r.dataset), "Model": lambda r: r.model,
+             "Loss": lambda r: r.loss_label}
+    rows = [[Cell(names[c](r)) for c in lead] + [Cell(EVIDENCE[c](r)) for c in columns]
+            for r in summary.itertuples()]
+    return [("", len(lead)), ("", len(columns))], lead + list(columns), rows
 
 
 def to_markdown(groups, columns, rows) -> str:
@@ -236,6 +305,7 @@ def to_markdown(groups, columns, rows) -> str:
 
 
 def _tex_escape(s: str) -> str:
+    s = s.replace("<", "$<$").replace(">", "$>$").replace("Δ", r"$\Delta$").replace("α", r"$\alpha$")
     return s.replace("±", r"$\pm$").replace("†", r"$^\dagger$").replace("%", r"\%").replace("_", r"\_").replace("–", "--")
 
 
@@ -263,35 +333,66 @@ def to_latex(groups, columns, rows, caption: str) -> str:
     return "\n".join(out) + "\n"
 
 
-MD_LEGEND = """
-Acc. in %, F1 = macro-F1 (the paper does not say which F1; weighted-F1 is in the CSV); mean ± std over
-seeds, n = seeds. F1 95% CI = Student-t interval of the mean over seeds (each seed is a new patient split
-and a new initialisation). Rows marked (ref.) are references, not methods, on the same splits and seeds:
-Majority = the most frequent train-pair label for every test pair; Untrained encoder = the backbone at
-its random initialisation without pretraining, through the same classifier; Oracle severity = the same
-classifier given the severity each synthetic scan was rendered with (the ceiling label noise leaves).
-Headroom = (F1 − untrained) / (oracle − untrained). ΔF1 vs MSE = macro-F1 minus that of the MSE row of
-the same backbone, paired by seed, with its 95 % t-interval; P(>MSE) = share of seeds where the row beats
-MSE; Paper ΔF1 = the same difference in the paper; Verdict: significant if our interval excludes 0, and
-compatible with the paper if the paper's ΔF1 lies inside our interval (else smaller / larger than the
-paper's). ρ(dist, Δscore) = Spearman correlation between the cosine distance of two test-scan embeddings
-of the same patient and the absolute difference of their scores (Figure 1 in one number).
-failed = every seed of the row failed (its records say why).
+VERDICT_LEGEND = (
+    "Verdict: what the 95 % interval of ΔF1 says about 0 and about the paper's ΔF1. It holds both: "
+    "inconclusive; 0 only: no effect detected; the paper's Δ excluded; the paper's Δ only: significant; "
+    "compatible with the paper; neither: significant; same sign, smaller / larger than the paper's (in size), "
+    "or significant; opposite sign to the paper's. Without a paper ΔF1 only 0 is judged (significant / no "
+    "effect detected); n = 1: no interval = a single paired seed. p = the paired t-test over seeds; Holm p = "
+    "p adjusted by Holm's step-down method over the family of every ΔF1-vs-MSE comparison in this table (all "
+    "datasets and backbones), which keeps the chance of any false \"significant\" in the table at 5 %; the "
+    "verdict reads the unadjusted interval.")
+
+MD_LEGEND = f"""
+The first table is the paper's, ours beside it: Acc. in %, F1 = macro-F1 (the paper does not say which
+F1; weighted-F1 is in the CSV); mean ± std over seeds; bold = the best method. Rows marked (ref.) are
+references, not methods, on the same splits and seeds: Majority = the most frequent train-pair label for
+every test pair; Untrained encoder = the backbone at its random initialisation without pretraining,
+through the same classifier; Oracle severity = the same classifier given the severity each synthetic scan
+was rendered with (the ceiling label noise leaves). failed = every seed of the row failed (its records
+say why).
+
+The evidence tables, one per dataset: n = seeds; F1 95% CI = Student-t interval of the mean over seeds
+(each seed is a new patient split and a new initialisation); Headroom = (F1 − untrained) / (oracle −
+untrained); ΔF1 vs MSE = macro-F1 minus that of the MSE row of the same backbone, paired by seed, with its
+95 % t-interval; P(>MSE) = share of seeds where the row beats MSE (a tie counts half); Paper ΔF1 = the
+same difference in the paper. ρ(dist, Δscore) = Spearman correlation between the cosine distance of two
+test-scan embeddings of the same patient and the absolute difference of their scores (Figure 1 in one
+number).
+
+{VERDICT_LEGEND}
 """
 
 
-def design_notes(summary: pd.DataFrame) -> list[str]:
-    """What each dataset's design can detect, and where an oracle is missing."""
+def seeds_text(n: float, lower_bound: bool = False) -> str:
+    """A number of seeds; "≥ n" where it is a lower bound (the training part unknown)."""
+    return "–" if np.isnan(n) else "more than 10000" if np.isinf(n) else ("≥ " if lower_bound else "") + f"{int(n)}"
+
+
+def design_notes(summary: pd.DataFrame, plan: pd.DataFrame, counts: pd.DataFrame) -> list[str]:
+    """What each dataset's design can detect and what ±0.05 would take (:mod:`bench.power`),
+    classes with few test pairs, and where an oracle is missing."""
     lines = []
+    plan = plan.set_index("dataset") if len(plan) else plan
     for d, sub in summary.groupby("dataset", sort=False):
         name = DATASET_LABELS.get(d, d)
-        mde = sub["mde_f1"].dropna()
-        if len(mde):
-            eff = sub.dropna(subset=["macro_f1_vs_mse_sd"])
-            lines.append(f"{name}: with n = {int(eff['n_paired'].min())} seeds and the observed paired spread "
-                         f"(pooled sd of ΔF1 {np.sqrt(np.mean(eff['macro_f1_vs_mse_sd'] ** 2)):.3f}), a paired "
-                         f"t-test detects a true ΔF1 of ±{mde.iloc[0]:.3f} with 80 % power at α = 0.05; "
-                         "smaller effects can hide behind \"not significant\".")
+        eff = sub.dropna(subset=["macro_f1_vs_mse_sd"])
+        parts = [f"with n = {int(eff['n_paired'].min())} seeds and the observed paired spread (pooled sd of ΔF1 "
+                 f"{pooled_sd(eff):.3f}), a paired t-test detects a true ΔF1 of ±{eff['mde_f1'].iloc[0]:.3f} with "
+                 "80 % power at α = 0.05"] if len(eff) else []
+        if d in plan.index:
+            p, t, big = plan.loc[d], TARGETS[0], PLANNED_TEST_PATIENTS
+            parts.append(f"±{t} would take {seeds_text(p[f'seeds_{t}_now'], p['lower_bound'])} seeds at today's "
+                         f"{p['test_patients']:.0f} test patients, "
+                         f"{seeds_text(p[f'seeds_{t}_{big}'], p['lower_bound'])} at {big} (the report's power section)")
+        if parts:
+            lines.append(f"{name}: " + "; ".join(parts) + "; smaller effects can hide behind \"no effect detected\" "
+                         "and \"inconclusive\".")
+        few = counts[(counts["dataset"] == d) & (counts["min"] < FEW_PAIRS)]
+        if len(few):
+            lines.append(f"{name}: warning — fewer than {FEW_PAIRS} test pairs in a seed for " + ", ".join(
+                f"{c.label} (min {c.min}, mean {c.mean:.1f})" for c in few.itertuples())
+                + ": the F1 of such a class, and with it macro-F1, turns on a handful of pairs.")
         if not ((sub["loss"] == "oracle") & (sub["n"] > 0)).any() and (sub["kind"] == "reference").any():
             lines.append(f"{name}: no oracle row (the source has no latent severity, as real data do not).")
     return lines
@@ -299,6 +400,9 @@ def design_notes(summary: pd.DataFrame) -> list[str]:
 
 STALE_NOTE = ("† made (partly) by result-affecting code other than the code that wrote this table, or by "
               "several code versions: rerun with --rerun-stale.")
+
+EFFECTS_CAPTION = ("Effects against MSE of the same backbone: macro-F1 difference paired by seed with its 95 % "
+                   "t-interval, raw and Holm-adjusted p, P(row > MSE) over seeds, the paper's difference.")
 
 CAPTIONS = {
     "table3": "Table 3 (reproduced): TSM, loss ablation on LUS and ADNI; mean ± std over seeds.",
@@ -329,7 +433,8 @@ def cell_frame(records: list[RunRecord]) -> pd.DataFrame:
 
 def write_tables(summary: pd.DataFrame, records: list[RunRecord], grid: str, out_dir: Path) -> dict[str, Path]:
     """``<out>/<grid>.csv|.md|.tex`` from ``summary`` (:func:`summarize`) and the per-cell
-    ``cells.csv`` from ``records``; returns the paths."""
+    ``cells.csv`` from ``records``; returns the paths. The Markdown holds the paper's table,
+    then an evidence table per dataset; the LaTeX the paper's table, then the effects."""
     caption = CAPTIONS.get(grid, f"Grid {grid}: mean ± std over seeds.")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {ext: out_dir / f"{grid}.{ext}" for ext in ("csv", "md", "tex")}
@@ -337,8 +442,14 @@ def write_tables(summary: pd.DataFrame, records: list[RunRecord], grid: str, out
     summary.to_csv(paths["csv"], index=False, float_format="%.4f")
     cell_frame(records).to_csv(paths["cells"], index=False, float_format="%.4f")
     stale = bool(summary["stale"].any()) if len(summary) else False
-    notes = design_notes(summary) + ([STALE_NOTE] if stale else [])
-    paths["md"].write_text(f"{caption}\n\n" + to_markdown(*layout(summary, grid, extended=True)) + MD_LEGEND
+    notes = design_notes(summary, power_plan(summary, records), class_counts(records)) + ([STALE_NOTE] if stale else [])
+    evidence = "".join(f"\n**Evidence: {DATASET_LABELS.get(d, d)}**\n\n" + to_markdown(*evidence_layout(sub))
+                       for d, sub in summary.groupby("dataset", sort=False))
+    paths["md"].write_text(f"{caption}\n\n" + to_markdown(*layout(summary, grid)) + evidence + MD_LEGEND
                            + "".join(f"\n{n}\n" for n in notes))
-    paths["tex"].write_text(to_latex(*layout(summary, grid), caption + (f" {STALE_NOTE}" if stale else "")))
+    compared = summary[summary["n_paired"] > 0]
+    tex = to_latex(*layout(summary, grid), caption + (f" {STALE_NOTE}" if stale else ""))
+    if len(compared):
+        tex += "\n" + to_latex(*evidence_layout(compared, TEX_EVIDENCE), EFFECTS_CAPTION + " " + VERDICT_LEGEND)
+    paths["tex"].write_text(tex)
     return paths

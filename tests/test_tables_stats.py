@@ -33,7 +33,13 @@ def test_summarize_mean_std_paper_and_paired():
     assert s.loc[("lus", "cl"), "macro_f1_vs_mse"] == pytest.approx(0.11)  # (0.50+0.52+0.54)/3 - 0.41
     assert s.loc[("lus", "cl"), "p_improve"] == 1.0
     assert s.loc[("lus", "cl"), "paper_f1_vs_mse"] == pytest.approx(0.736 - 0.460)
-    assert s.loc[("lus", "cl"), "significance"] == "significant"  # +0.09, +0.10, +0.11: sd 0.01
+    # +0.09, +0.10, +0.11: sd 0.01, interval [+0.085, +0.135] excludes 0 and the paper's +0.276
+    assert s.loc[("lus", "cl"), "verdict"] == "significant; same sign, smaller than the paper's"
+    assert s.loc[("lus", "wcl"), "verdict"] == "significant; opposite sign to the paper's"  # −0.10, −0.11 vs +0.160
+    assert s.loc[("lus", "mse"), "verdict"] == "" and s.loc[("adni", "cl"), "verdict"] == ""
+    p_cl, p_wcl = s.loc[("lus", "cl"), "macro_f1_vs_mse_p_value"], s.loc[("lus", "wcl"), "macro_f1_vs_mse_p_value"]
+    assert p_cl < p_wcl and s.loc[("lus", "cl"), "macro_f1_vs_mse_p_holm"] == pytest.approx(2 * p_cl)
+    assert s.loc[("lus", "wcl"), "macro_f1_vs_mse_p_holm"] == pytest.approx(max(2 * p_cl, p_wcl))
     assert s.loc[("lus", "cl"), "n_paired"] == 3
     assert s.loc[("adni", "cl"), "n"] == 0 and np.isnan(s.loc[("adni", "cl"), "accuracy_mean"])
     lo, hi = stats.t.interval(0.95, 2, loc=61.0, scale=stats.sem([60, 61, 62]))
@@ -44,10 +50,10 @@ def test_table3_layout_bold_best_and_files(tmp_path):
     summary = summarize(RECORDS, grid_rows("table3"))
     groups, columns, rows = layout(summary, "table3")
     assert [g for g, _ in groups] == ["", "LUS", "ADNI"]
-    assert columns[:5] == ["Loss", "Acc. (ours)", "F1 (ours)", "Acc. (paper)", "F1 (paper)"]
+    assert columns[:5] == ["Loss", "Acc. (ours)", "Acc. (paper)", "F1 (ours)", "F1 (paper)"]
     assert [r[0].text for r in rows] == ["MSE", "MSE + CL", "MSE + wCL"]
     cl = rows[1]
-    assert cl[1].text == "61.00 ± 1.00" and cl[1].bold and cl[3].text == "68.25"
+    assert cl[1].text == "61.00 ± 1.00" and cl[1].bold and cl[2].text == "68.25" and cl[4].text == "0.736"
     assert not rows[0][1].bold and rows[2][1].text == "40.00 ± 0.00"
     assert rows[1][5].text == "–"  # no ADNI CL run
     tex = to_latex(groups, columns, rows, "cap")
@@ -56,7 +62,13 @@ def test_table3_layout_bold_best_and_files(tmp_path):
     md = to_markdown(groups, columns, rows)
     assert "| Loss | LUS Acc. (ours) |" in md and "**61.00 ± 1.00**" in md
     paths = write_tables(summarize(RECORDS, grid_rows("table3")), RECORDS, "table3", tmp_path)
-    assert "+0.110 [+0.085, +0.135]" in paths["md"].read_text()
+    md = paths["md"].read_text()
+    assert "**Evidence: LUS**" in md and "**Evidence: ADNI**" in md
+    cl_line = next(line for line in md.splitlines() if line.startswith("| MSE + CL | 3 |"))
+    assert "+0.110 [+0.085, +0.135]" in cl_line and "significant; same sign, smaller than the paper's" in cl_line
+    assert "Holm" in md and "inconclusive" in md  # the legend explains every verdict
+    tex = paths["tex"].read_text()
+    assert tex.count(r"\begin{table}") == 2 and r"$\Delta$F1 vs MSE" in tex and "Holm" in tex
     assert paths["csv"].read_text().splitlines()[0].startswith("dataset,backbone,loss,sim")
 
 
@@ -116,15 +128,38 @@ def test_probability_of_improvement_counts_ties_half():
     assert out["p_improve"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
 
 
-@pytest.mark.parametrize("lo, hi, paper, want", [
-    (-0.017, 0.091, 0.276, "smaller than the paper's"),
-    (-0.081, 0.095, -0.129, "larger than the paper's"),
-    (-0.05, 0.30, 0.276, "compatible with the paper"),
-    (-0.05, 0.30, float("nan"), ""),
+@pytest.mark.parametrize("lo, hi, paper, n, want", [
+    (-0.05, 0.30, 0.276, 5, "inconclusive"),
+    (-0.017, 0.091, 0.276, 5, "no effect detected; the paper's Δ excluded"),
+    (0.02, 0.30, 0.276, 5, "significant; compatible with the paper"),
+    (0.02, 0.09, 0.276, 5, "significant; same sign, smaller than the paper's"),
+    (-0.40, -0.30, -0.129, 5, "significant; same sign, larger than the paper's"),
+    (0.01, 0.09, -0.129, 5, "significant; opposite sign to the paper's"),
+    (0.01, 0.09, float("nan"), 5, "significant"),
+    (-0.01, 0.09, float("nan"), 5, "no effect detected"),
+    (float("nan"), float("nan"), 0.276, 1, "n = 1: no interval"),
+    (float("nan"), float("nan"), 0.276, 0, ""),
 ])
-def test_verdict_against_the_papers_effect(lo, hi, paper, want):
+def test_verdict_says_what_the_interval_says(lo, hi, paper, n, want):
     from bench.stats import verdict
-    assert verdict(lo, hi, paper) == want
+    assert verdict(lo, hi, paper, n) == want
+
+
+def test_one_seed_says_there_is_no_interval(tmp_path):
+    recs = [record("lus", "mse", 0, 50, 0.4), record("lus", "cl", 0, 60, 0.6)]
+    summary = summarize(recs, grid_rows("table3"))
+    assert summary.set_index(["dataset", "loss"]).loc[("lus", "cl"), "verdict"] == "n = 1: no interval"
+    paths = write_tables(summary, recs, "table3", tmp_path)
+    assert "| MSE + CL | 1 | – | – | +0.200 | – | – | 1.00 | +0.276 | n = 1: no interval |" in paths["md"].read_text()
+
+
+def test_holm_against_a_hand_computed_case():
+    from bench.stats import holm
+    # sorted 0.01, 0.02, 0.03, 0.04 -> 4·0.01, 3·0.02, 2·0.03 (= 0.06, raised to the running max), 1·0.04
+    got = holm([0.03, np.nan, 0.01, 0.04, 0.02])
+    np.testing.assert_allclose(got, [0.06, np.nan, 0.04, 0.06, 0.06])
+    assert holm([0.5, 0.6])[1] == 1.0 and holm([0.5, 0.6])[0] == 1.0  # capped at 1
+    assert np.isnan(holm([np.nan])).all()
 
 
 def test_minimal_detectable_effect_has_80_percent_power():
@@ -165,7 +200,7 @@ def test_failed_and_stale_rows_are_marked(tmp_path):
     assert not summary.loc[("lus", "mse"), "stale"] and summary.loc[("lus", "wcl"), "stale"]
     paths = write_tables(summarize(recs, grid_rows("table3"), lambda row: "code-a"), recs, "table3", tmp_path)
     md = paths["md"].read_text()
-    assert "| MSE + CL | failed | failed |" in md and "0.450 †" in md and "--rerun-stale" in md
+    assert "| MSE + CL | failed | 68.25 | failed | 0.736 |" in md and "| MSE + CL | 0 (+1 failed) |" in md and "0.450 †" in md and "--rerun-stale" in md
     assert r"0.450 $^\dagger$" in paths["tex"].read_text()
 
 

@@ -1,0 +1,105 @@
+"""Power planning from the records: how many seeds a design needs, and where compute helps.
+
+The seed-to-seed variance of a row's paired ΔF1 against MSE has two sources: training
+randomness (initial weights, batch order, which patients train) and test-set sampling
+(which patients happen to be tested). The second is measured on each seed's own test
+pairs: the method cell and its MSE cell of that seed share the split, hence the test pairs,
+so resampling test patients jointly for both (:func:`bench.stats.paired_bootstrap_var`)
+gives the variance of their ΔF1 due to the test sample alone. The mean of that over cells is
+the test-sampling component; the seed-to-seed variance minus it (floored at 0) the training
+component. More seeds shrink both; a larger test set (m× the patients) only the second
+(test variance / m).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.data.pairs import LABELS
+from bench.records import RunRecord
+from bench.references import is_reference
+from bench.stats import paired_bootstrap_var, seeds_needed
+
+TARGETS = (0.05, 0.03)
+PLANNED_TEST_PATIENTS = 400
+FEW_PAIRS = 20  # a class with fewer test pairs than this makes its per-class F1, and macro-F1, jumpy
+
+
+def _test_pairs(rec: RunRecord) -> dict | None:
+    tp = rec.test_pairs or {}
+    return tp if rec.finished and tp.get("true") else None
+
+
+def joint_bootstrap(records: list[RunRecord]) -> pd.DataFrame:
+    """One line per method cell paired with the MSE cell of its dataset, backbone and seed on
+    the same test pairs (same patients and labels in the same order; other pairs are
+    skipped): its ΔF1 and the joint-bootstrap variance of that ΔF1 (``test_var``)."""
+    mse = {(r.dataset, r.backbone, r.seed): r for r in records
+           if r.loss == "mse" and r.sim == "cos" and _test_pairs(r)}
+    out = []
+    for r in records:
+        base = mse.get((r.dataset, r.backbone, r.seed))
+        if base is None or r is base or is_reference(r.loss) or not _test_pairs(r):
+            continue
+        a, b = r.test_pairs, base.test_pairs
+        if list(a["patient"]) != list(b["patient"]) or list(a["true"]) != list(b["true"]):
+            continue
+        out.append({"dataset": r.dataset, "backbone": r.backbone, "loss": r.loss, "sim": r.sim, "seed": r.seed,
+                    "delta": r.metric("macro_f1") - base.metric("macro_f1"),
+                    "test_var": paired_bootstrap_var(a["true"], a["pred"], b["pred"], "macro_f1",
+                                                     a["patient"], seed=r.seed),
+                    "test_patients": len(set(a["patient"]))})
+    return pd.DataFrame(out, columns=["dataset", "backbone", "loss", "sim", "seed", "delta", "test_var",
+                                      "test_patients"])
+
+
+def pooled_sd(effects: pd.DataFrame) -> float:
+    """Root mean square of the rows' paired sds of ΔF1 over seeds: a dataset's seed-to-seed spread."""
+    return float(np.sqrt(np.mean(effects["macro_f1_vs_mse_sd"] ** 2)))
+
+
+def power_plan(summary: pd.DataFrame, records: list[RunRecord]) -> pd.DataFrame:
+    """One line per dataset with paired cells: seeds run, MDE at those seeds (from the
+    summary), the sd of ΔF1 over seeds and its training / test-sampling components, and the
+    seeds needed for each target in :data:`TARGETS` at today's test size and at
+    :data:`PLANNED_TEST_PATIENTS` test patients (sd² = training + test · today / planned).
+    With one seed there is no seed-to-seed sd: the training part is unknown (NaN) and the
+    seeds needed count the test part alone, a lower bound (``lower_bound``)."""
+    boot = joint_bootstrap(records)
+    out = []
+    for d, sub in summary.groupby("dataset", sort=False):
+        eff, cells = sub.dropna(subset=["macro_f1_vs_mse_sd"]), boot[boot["dataset"] == d]
+        if not len(cells):
+            continue
+        total = pooled_sd(eff) ** 2 if len(eff) else np.nan
+        test = float(cells["test_var"].mean())
+        train = max(total - test, 0.0) if len(eff) else np.nan
+        patients = float(cells["test_patients"].mean())
+        line = {"dataset": d, "n_seeds": int(eff["n_paired"].min()) if len(eff) else cells["seed"].nunique(),
+                "mde_f1": float(eff["mde_f1"].iloc[0]) if len(eff) else np.nan, "sd_total": np.sqrt(total),
+                "sd_train": np.sqrt(train), "sd_test": np.sqrt(test), "test_patients": patients,
+                "lower_bound": not len(eff)}
+        for label, scale in (("now", 1.0), (str(PLANNED_TEST_PATIENTS), patients / PLANNED_TEST_PATIENTS)):
+            for target in TARGETS:
+                line[f"seeds_{target}_{label}"] = seeds_needed(np.sqrt(np.nan_to_num(train) + test * scale), target)
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+def class_counts(records: list[RunRecord]) -> pd.DataFrame:
+    """Test pairs per class and seed (one cell per dataset and seed: all its cells share the
+    split), summarised per dataset and class as the min and mean over seeds."""
+    seen, out = set(), []
+    for r in records:
+        tp = _test_pairs(r)
+        if tp is None or (r.dataset, r.seed) in seen:
+            continue
+        seen.add((r.dataset, r.seed))
+        counts = np.bincount(np.asarray(tp["true"], dtype=int), minlength=len(LABELS))
+        out += [{"dataset": r.dataset, "seed": r.seed, "label": label, "pairs": int(c)}
+                for label, c in zip(LABELS, counts)]
+    if not out:
+        return pd.DataFrame(columns=["dataset", "label", "min", "mean", "seeds"])
+    frame = pd.DataFrame(out)
+    return (frame.groupby(["dataset", "label"], sort=False)["pairs"]
+            .agg(min="min", mean="mean", seeds="size").reset_index())
