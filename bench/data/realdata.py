@@ -71,11 +71,35 @@ def read_csv_table(path: str | Path) -> tuple[pd.DataFrame, dict[int, str]]:
     a header that is not UTF-8, repeated or unnamed columns. Everything stays text so each
     source parses and reports messy cells itself.
     """
+    records, bad_lines = _csv_records(Path(path))
+    header, width = _checked_header(records, bad_lines)
+    rows, index, problems = [], [], {}
+    for first, last, cells in records[1:]:
+        extra = [c for c in cells[width:] if c]
+        if extra or len(cells) < width:
+            detail = (f"extra {extra[:3]!r}" if extra else
+                      f"nothing for {', '.join(repr(h) for h in header[len(cells):width])}")
+            problems[first] = (f"row has {len(cells)} cells, the header has {width} ({detail}); " + (
+                f"its quote opened on line {first} closes on line {last}: an unbalanced quote?" if last > first
+                else "a stray or missing delimiter? (quote cells that contain commas)"))
+        if bad := [bad_lines[line] for line in range(first, last + 1) if line in bad_lines]:
+            problems[first] = bad[0] if first not in problems else f"{problems[first]}; {bad[0]}"
+        rows.append((cells + [""] * width)[:width])
+        index.append(first)
+    table = pd.DataFrame(rows, columns=header[:width], index=index, dtype=object)
+    return table, problems
+
+
+Records = list[tuple[int, int, list[str]]]  # (first line, last line, stripped cells) of each non-blank row
+
+
+def _csv_records(path: Path) -> tuple[Records, dict[int, str]]:
+    """The file's non-blank CSV rows and its non-UTF-8 lines; a file that is no text CSV at
+    all is a :class:`CsvError`."""
     import codecs
     import csv
     import io
 
-    path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -98,6 +122,12 @@ def read_csv_table(path: str | Path) -> tuple[pd.DataFrame, dict[int, str]]:
     records = [r for r in records if any(r[2])]
     if not records:
         raise CsvError("the file is empty: no header and no rows")
+    return records, bad_lines
+
+
+def _checked_header(records: Records, bad_lines: dict[int, str]) -> tuple[list[str], int]:
+    """The header (unnamed empty columns named ``_columnN``) and its width without trailing
+    delimiters; a header no table can be read under is a :class:`CsvError`."""
     header_line, header_end, header = records[0]
     if any(header_line <= line <= header_end for line in bad_lines):
         raise CsvError(f"the header is not UTF-8 text ({bad_lines[min(bad_lines)]})")
@@ -123,21 +153,7 @@ def read_csv_table(path: str | Path) -> tuple[pd.DataFrame, dict[int, str]]:
     if len(long) == 1 and all(any(c[width:]) for _, _, c in records[1:]):
         raise CsvError(f"every row has {long.pop()} cells but the header names {width} columns: "
                        f"name the missing column(s)")
-    rows, index, problems = [], [], {}
-    for first, last, cells in records[1:]:
-        extra = [c for c in cells[width:] if c]
-        if extra or len(cells) < width:
-            detail = (f"extra {extra[:3]!r}" if extra else
-                      f"nothing for {', '.join(repr(h) for h in header[len(cells):width])}")
-            problems[first] = (f"row has {len(cells)} cells, the header has {width} ({detail}); " + (
-                f"its quote opened on line {first} closes on line {last}: an unbalanced quote?" if last > first
-                else "a stray or missing delimiter? (quote cells that contain commas)"))
-        if bad := [bad_lines[line] for line in range(first, last + 1) if line in bad_lines]:
-            problems[first] = bad[0] if first not in problems else f"{problems[first]}; {bad[0]}"
-        rows.append((cells + [""] * width)[:width])
-        index.append(first)
-    table = pd.DataFrame(rows, columns=header[:width], index=index, dtype=object)
-    return table, problems
+    return header, width
 
 
 def resolve(path: str | Path) -> tuple[Path, str | None]:
