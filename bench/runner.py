@@ -233,16 +233,21 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
                     **({"oracle_trained_on": oracle_trained_on} if oracle_trained_on else {})},
         pretrain=None if pre is None else {"best_epoch": pre.best_epoch, "best_val_mse": pre.best_val_mse,
                                            "history": pre.history, "resumed_at_epoch": pre.resumed_at_epoch},
-        data={"source": ctx.data_spec(row.dataset), "kind": ds.kind, "score": ds.score_name,
-              "patients": ds.n_patients, "scans": len(ds), "skipped": [str(x) for x in ds.skipped],
-              "heldout_patients": 0 if ds.heldout is None else ds.heldout.n_patients,
-              "split_patients": {k: int(scans["patient_id"].iloc[v].nunique()) for k, v in splits.items()},
-              "split_scans": {k: len(v) for k, v in splits.items()},
-              "pairs": {k: label_counts(v) for k, v in pair_split.items()},
-              "score_standardisation": {"mean": scores[splits["train"]].mean(),
-                                        "std": scores[splits["train"]].std() + 1e-8}},
-        timing=timing)
+        data=_data_record(ctx.data_spec(row.dataset), ds, scans, splits, pair_split), timing=timing)
     return rec, emb
+
+
+def _data_record(source: str, ds, scans, splits: dict, pair_split: dict) -> dict:
+    """The record's ``data`` part: sizes, the held-out cohort, split sizes and pair counts."""
+    scores = scans["score"].to_numpy(float)
+    return {"source": source, "kind": ds.kind, "score": ds.score_name,
+            "patients": ds.n_patients, "scans": len(ds), "skipped": [str(x) for x in ds.skipped],
+            "heldout_patients": 0 if ds.heldout is None else ds.heldout.n_patients,
+            "split_patients": {k: int(scans["patient_id"].iloc[v].nunique()) for k, v in splits.items()},
+            "split_scans": {k: len(v) for k, v in splits.items()},
+            "pairs": {k: label_counts(v) for k, v in pair_split.items()},
+            "score_standardisation": {"mean": scores[splits["train"]].mean(),
+                                      "std": scores[splits["train"]].std() + 1e-8}}
 
 
 def execute_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
