@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from bench.data.pairs import label_rule, make_pairs, pairs_by_split
 from bench.data.sources import load_dataset
@@ -90,11 +91,11 @@ def test_the_oracle_learns_from_a_generated_cohort_and_scores_the_test_pairs(sou
     preset = dataclasses.replace(get_preset("smoke"), oracle_patients=200)
     scans = evaluation_scans(ds)
     pairs = pairs_by_split(make_pairs(scans, label_rule(ds.kind)), split_patients(scans, 0), len(scans))
-    result, trained_on = oracle_classifier(ds, pairs, label_rule(ds.kind), preset, 0, __import__("torch").device("cpu"))
+    result, trained_on = oracle_classifier(ds, pairs, label_rule(ds.kind), preset, 0, torch.device("cpu"))
     assert trained_on["train_pairs"] > 5 * len(pairs["train"]) and trained_on["val_pairs"] > 0
     assert np.array_equal(result.test_true, pairs["test"]["label"].to_numpy())
-    small, own = oracle_classifier(dataclasses.replace(ds, latent_cohort=None), pairs, label_rule(ds.kind), preset, 0,
-                                   __import__("torch").device("cpu"))
+    _, own = oracle_classifier(dataclasses.replace(ds, latent_cohort=None), pairs, label_rule(ds.kind), preset, 0,
+                                   torch.device("cpu"))
     assert own["train_pairs"] == len(pairs["train"])  # a source without the hook: the cell's own pairs
     table, severity = ds.latent_cohort(7)
     assert table["patient_id"].nunique() == 7 and len(severity) == len(table) and np.isfinite(severity).all()
