@@ -23,7 +23,7 @@ import backbones
 from bench.data.pairs import label_counts, make_pairs, pairs_by_split, split_problem
 from bench.data.store import DataStore
 from bench.data.sources import DEFAULT_SOURCES, SOURCES, parse_spec
-from bench.data.splits import split_patients
+from bench.data.splits import cohorts, evaluation_scans, split_patients
 from bench import claims
 from bench.checkpoint import Checkpoint
 from bench.code_version import code_version, source_digest
@@ -32,7 +32,7 @@ from bench.losses import LOSSES, LossSpec
 from bench.presets import Preset
 from bench.distances import distance_score_spearman
 from bench.records import RecordError, RunRecord, git_commit, library_versions, read_record, save_record
-from bench.references import ANY, is_reference, majority_prediction, oracle_embeddings
+from bench.references import ANY, is_reference, majority_prediction, oracle_classifier
 from bench.similarity import SIMILARITIES
 from bench.train import (ClipBatcher, Diverged, DownstreamResult, PretrainResult, Regressor, classification_metrics,
                          embed, pair_features, pretrain, train_classifier)
@@ -162,16 +162,17 @@ def _record(spec: RunSpec, ctx: RunContext, device: torch.device, status: str, *
                      worker=f"{socket.gethostname()}:{os.getpid()}", **fields)
 
 
-def _encoder_embeddings(spec: RunSpec, ctx: RunContext, ds, clips: torch.Tensor, splits: dict, scores: np.ndarray,
-                        on_epoch, checkpoint) -> tuple[torch.Tensor, PretrainResult | None]:
-    """Embeddings of every clip by the row's backbone: pretrained with the row's loss, or
-    (the ``untrained`` reference) at its random initialisation, the same as the method rows'."""
-    p, row, device = ctx.preset, spec.row, clips.device
+def _encoder_embeddings(spec: RunSpec, ctx: RunContext, ds, clips: list[torch.Tensor], splits: dict,
+                        scores: np.ndarray, on_epoch, checkpoint) -> tuple[torch.Tensor, PretrainResult | None]:
+    """Embeddings of every clip (``clips``: the dataset's, then its held-out cohort's) by the row's
+    backbone: pretrained with the row's loss on the first, or (the ``untrained`` reference) at its
+    random initialisation, the same as the method rows'."""
+    p, row, device = ctx.preset, spec.row, clips[0].device
     torch.manual_seed(spec.seed)
     encoder = backbones.create(row.backbone, num_frames=p.frames, img_size=p.img_size,
                                pretrained=ctx.pretrained.get(row.backbone), variant=p.variant)
     model = fast_path_model(Regressor(encoder, p.head_hidden), device, ctx.compile)
-    batcher = ClipBatcher(clips, p.frames)
+    batcher = ClipBatcher(clips[0], p.frames)
     pre = None
     if row.loss != "untrained":
         mu, sd = scores[splits["train"]].mean(), scores[splits["train"]].std() + 1e-8
@@ -180,7 +181,7 @@ def _encoder_embeddings(spec: RunSpec, ctx: RunContext, ds, clips: torch.Tensor,
         loss = LossSpec(row.loss, row.sim, p.lam, p.eps)
         pre = pretrain(model, batcher, y, groups, splits["train"], splits["val"], p, loss, spec.seed, ctx.amp,
                        on_epoch, checkpoint)
-    u = embed(model.encoder, batcher, ctx.amp)
+    u = torch.cat([embed(model.encoder, ClipBatcher(c, p.frames), ctx.amp) for c in clips])
     if not torch.isfinite(u).all():
         raise Diverged("the encoder gives non-finite embeddings")
     return u, pre
@@ -197,32 +198,32 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     ds = store.dataset(ctx.data_spec(row.dataset), ctx.on_bad_input, p.data_defaults, ctx.cache_dir)
-    splits = split_patients(ds.scans, spec.seed)
-    scores = ds.scans["score"].to_numpy(float)
-    pair_split = pairs_by_split(make_pairs(ds.scans, ds.rule), splits, len(ds))
+    scans = evaluation_scans(ds)  # with a held-out cohort, its rows follow and are the test split
+    splits = split_patients(scans, spec.seed)
+    scores = scans["score"].to_numpy(float)
+    pair_split = pairs_by_split(make_pairs(scans, ds.rule), splits, len(scans))
     problem = split_problem(pair_split)
     if problem:
         raise RuntimeError(f"{row.dataset}, seed {spec.seed}: {problem}; the dataset is too small for this split")
     labels = {k: v["label"].to_numpy() for k, v in pair_split.items()}
     t_data = time.perf_counter() - t_start
 
-    pre, emb, metrics = None, None, {}
+    pre, emb, metrics, oracle_trained_on = None, None, {}, None
     if row.loss == "majority":
         pred = majority_prediction(labels["train"], len(labels["test"]))
         down = DownstreamResult(classification_metrics(labels["test"], pred), -1, float("nan"), pred, labels["test"])
+    elif row.loss == "oracle":
+        down, oracle_trained_on = oracle_classifier(ds, pair_split, ds.rule, p, spec.seed, device)
     else:
-        if row.loss == "oracle":
-            u = oracle_embeddings(ds, device)
-        else:
-            clips = store.clips(ds, p.cache_frames, p.img_size, ctx.cache_dir, device)
-            t_data = time.perf_counter() - t_start
-            u, pre = _encoder_embeddings(spec, ctx, ds, clips, splits, scores, on_epoch, checkpoint)
-            test_idx = splits["test"]
-            emb = {"u": u[torch.as_tensor(test_idx, device=device)].half().cpu().numpy(),
-                   "score": scores[test_idx],
-                   "patient_id": ds.scans["patient_id"].iloc[test_idx].to_numpy(dtype=str),
-                   "visit": ds.scans["visit"].iloc[test_idx].to_numpy(dtype=str)}
-            metrics["spearman_within"] = distance_score_spearman(emb)
+        clips = [store.clips(c, p.cache_frames, p.img_size, ctx.cache_dir, device) for c in cohorts(ds)]
+        t_data = time.perf_counter() - t_start
+        u, pre = _encoder_embeddings(spec, ctx, ds, clips, splits, scores, on_epoch, checkpoint)
+        test_idx = splits["test"]
+        emb = {"u": u[torch.as_tensor(test_idx, device=device)].half().cpu().numpy(),
+               "score": scores[test_idx],
+               "patient_id": scans["patient_id"].iloc[test_idx].to_numpy(dtype=str),
+               "visit": scans["visit"].iloc[test_idx].to_numpy(dtype=str)}
+        metrics["spearman_within"] = distance_score_spearman(emb)
         feats = {k: pair_features(u, v["a"].to_numpy(), v["b"].to_numpy()) for k, v in pair_split.items()}
         down = train_classifier(feats, labels, p, spec.seed)
     timing = {"wall_seconds": time.perf_counter() - t_start, "data_seconds": t_data,
@@ -235,19 +236,25 @@ def run_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
         spec, ctx, device, "finished", metrics={**down.metrics, **metrics},
         test_pairs={"true": down.test_true.tolist(), "pred": down.test_pred.tolist(),
                     "patient": pair_split["test"]["patient_id"].astype(str).tolist()},
-        downstream={"best_epoch": down.best_epoch, "best_val_macro_f1": down.best_val_macro_f1},
+        downstream={"best_epoch": down.best_epoch, "best_val_macro_f1": down.best_val_macro_f1,
+                    **({"oracle_trained_on": oracle_trained_on} if oracle_trained_on else {})},
         pretrain=None if pre is None else {"best_epoch": pre.best_epoch, "best_val_mse": pre.best_val_mse,
                                            "history": pre.history, "resumed_at_epoch": pre.resumed_at_epoch},
-        data={"source": ctx.data_spec(row.dataset), "kind": ds.kind, "score": ds.score_name,
-              "pair_rule": ds.rule.describe(),
-              "patients": ds.n_patients, "scans": len(ds), "skipped": [str(x) for x in ds.skipped],
-              "split_patients": {k: int(ds.scans["patient_id"].iloc[v].nunique()) for k, v in splits.items()},
-              "split_scans": {k: len(v) for k, v in splits.items()},
-              "pairs": {k: label_counts(v) for k, v in pair_split.items()},
-              "score_standardisation": {"mean": scores[splits["train"]].mean(),
-                                        "std": scores[splits["train"]].std() + 1e-8}},
-        timing=timing)
+        data=_data_record(ctx.data_spec(row.dataset), ds, scans, splits, pair_split), timing=timing)
     return rec, emb
+
+
+def _data_record(source: str, ds, scans, splits: dict, pair_split: dict) -> dict:
+    """The record's ``data`` part: sizes, the held-out cohort, split sizes and pair counts."""
+    scores = scans["score"].to_numpy(float)
+    return {"source": source, "kind": ds.kind, "score": ds.score_name, "pair_rule": ds.rule.describe(),
+            "patients": ds.n_patients, "scans": len(ds), "skipped": [str(x) for x in ds.skipped],
+            "heldout_patients": 0 if ds.heldout is None else ds.heldout.n_patients,
+            "split_patients": {k: int(scans["patient_id"].iloc[v].nunique()) for k, v in splits.items()},
+            "split_scans": {k: len(v) for k, v in splits.items()},
+            "pairs": {k: label_counts(v) for k, v in pair_split.items()},
+            "score_standardisation": {"mean": scores[splits["train"]].mean(),
+                                      "std": scores[splits["train"]].std() + 1e-8}}
 
 
 def execute_cell(spec: RunSpec, ctx: RunContext, store: DataStore,

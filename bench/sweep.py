@@ -242,12 +242,13 @@ def _data(o: SweepOptions, rows: list[Row], ctx: RunContext, store: DataStore) -
 def _check_splits(datasets: dict[str, LongitudinalDataset], seeds: list[int]) -> None:
     """Every seed's patient split has train and test pairs of more than one label."""
     from bench.data.pairs import make_pairs, pairs_by_split, split_problem
-    from bench.data.splits import split_patients
+    from bench.data.splits import evaluation_scans, split_patients
     for name, ds in datasets.items():
-        pairs = make_pairs(ds.scans, ds.rule)
+        scans = evaluation_scans(ds)  # the test pairs of a held-out cohort, if the source has one
+        pairs = make_pairs(scans, ds.rule)
         for seed in seeds:
             try:
-                problem = split_problem(pairs_by_split(pairs, split_patients(ds.scans, seed), len(ds)))
+                problem = split_problem(pairs_by_split(pairs, split_patients(scans, seed), len(scans)))
             except ValueError as exc:
                 problem = str(exc)
             if problem:
@@ -302,7 +303,9 @@ def plan(o: SweepOptions, *, decode: bool = True,
     if o.references:
         rows = with_references(rows, lambda d: datasets[d].latent_severity is not None)
     if decode:
-        clip_bytes = sum(len(ds) * preset.cache_frames * preset.img_size ** 2 for ds in datasets.values())
+        from bench.data.splits import cohorts
+        clip_bytes = sum(len(c) * preset.cache_frames * preset.img_size ** 2
+                         for ds in datasets.values() for c in cohorts(ds))
         _writable_dir("--cache-dir", ctx.cache_dir, clip_bytes)
         warm_cache(list(datasets.values()), preset.cache_frames, preset.img_size, ctx.cache_dir, on_clip)
         datasets = _data(o, rows, ctx, store)  # what the cells will read (decoding may drop rows)

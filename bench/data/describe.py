@@ -24,13 +24,13 @@ What the generators' ``label_noise`` and ``shortcut`` knobs do, measured the sam
 every source:
 
 * Oracle (label noise; only for sources with the ``latent_severity`` hook, i.e. synthetic
-  ones, and without rendering): the downstream pair classifier of the benchmark
-  (``train_classifier``, ``quick`` preset settings) given per scan only the latent severity
-  the clip was rendered with, ``[sev_a, sev_b, sev_b − sev_a]``, trained on the train
-  pairs of the seed-0 patient split, selected on val, reported on test pairs (macro-F1 and
-  accuracy = how often its pair labels agree with the score-derived ones) — the most any
-  encoder can reach; plus the Spearman correlation of the latent change with the score
-  change over all consecutive pairs.
+  ones, and without rendering): the oracle reference row's classifier (``quick`` preset
+  settings) given per scan only the latent severity the clip was rendered with,
+  ``[sev_a, sev_b, sev_b − sev_a]``, trained on a large generated cohort's pairs, reported
+  on the test pairs of the seed-0 split — the held-out cohort's when the source has one
+  (macro-F1 and accuracy = how often its pair labels agree with the score-derived ones) — the
+  most any encoder can reach; plus the Spearman correlation of the latent change with the
+  score change over the dataset's consecutive pairs.
 * Shortcut: a patient-fixed appearance statistic that the disease does not change — LUS:
   near-field brightness, the mean of the top quarter of the time-averaged image (the chest
   wall: the scanner's gain / dynamic range / gamma); MRI: head area, the filled head mask's
@@ -48,7 +48,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from scipy.stats import spearmanr
 
-from bench.data.pairs import LABELS, label_counts, make_pairs
+from bench.data.pairs import LABELS, label_counts, make_pairs, pairs_by_split
 from bench.data.scans import LongitudinalDataset
 
 BIOMARKERS = {"lus": "subpleural brightness / clip mean", "mri": "dark fraction of head, central slices"}
@@ -101,38 +101,36 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def oracle(dataset: LongitudinalDataset, seed: int = 0) -> dict | None:
-    """The downstream classifier on per-scan latent severity (see the module docstring);
+    """The oracle reference row's classifier (:func:`bench.references.oracle_classifier`, ``quick``
+    settings) on the test pairs of the seed-0 split (the held-out cohort's, if the source has one);
     None when the source has no ``latent_severity`` hook (real data)."""
     if dataset.latent_severity is None:
         return None
     import torch
 
-    from bench.data.splits import SPLITS, split_patients
+    from bench.data.splits import evaluation_scans, split_patients
     from bench.presets import get_preset
-    from bench.train import pair_features, train_classifier
+    from bench.references import oracle_classifier
 
-    scans = dataset.scans
-    severity = np.array([dataset.latent_severity(row) for _, row in scans.iterrows()], dtype=np.float32)
-    pairs = make_pairs(scans, dataset.rule)
-    split_of = np.empty(len(scans), dtype=object)
-    if dataset.n_patients >= 3:       # fewer: no 3-way split, no oracle figures (NaN)
-        for name, rows in split_patients(scans, seed).items():
-            split_of[rows] = name
-    by_split = {name: pairs[split_of[pairs["a"].to_numpy()] == name] for name in SPLITS}
-    d_sev = severity[pairs["b"]] - severity[pairs["a"]]
-    out = {"seed": seed, "test_pairs": len(by_split["test"]), "macro_f1": float("nan"), "accuracy": float("nan"),
-           "spearman_within": _spearman(d_sev, (pairs["score_b"] - pairs["score_a"]).to_numpy())}
+    rule = dataset.rule
+    own = make_pairs(dataset.scans, rule)
+    severity = np.array([dataset.latent_severity(row) for _, row in dataset.scans.iterrows()], dtype=np.float32)
+    d_sev = severity[own["b"]] - severity[own["a"]]
+    out = {"seed": seed, "test_pairs": 0, "macro_f1": float("nan"), "accuracy": float("nan"),
+           "spearman_within": _spearman(d_sev, (own["score_b"] - own["score_a"]).to_numpy())}
+    scans = evaluation_scans(dataset)
+    if dataset.n_patients < 3:       # no 3-way split, no oracle figures (NaN)
+        return out
+    by_split = pairs_by_split(make_pairs(scans, rule), split_patients(scans, seed), len(scans))
+    out["test_pairs"] = len(by_split["test"])
     if len(by_split["train"]) and len(by_split["test"]):
-        u = torch.from_numpy(severity[:, None])
-        feats = {k: pair_features(u, v["a"].to_numpy(), v["b"].to_numpy()) for k, v in by_split.items()}
-        labels = {k: v["label"].to_numpy() for k, v in by_split.items()}
         threads = torch.get_num_threads()
         torch.set_num_threads(1)   # 3 features: extra threads only add start-up cost (0.4 s vs 15 s, busy 2 cores)
         try:
-            metrics = train_classifier(feats, labels, get_preset(ORACLE_PRESET), seed).metrics
+            result, _ = oracle_classifier(dataset, by_split, rule, get_preset(ORACLE_PRESET), seed, torch.device("cpu"))
         finally:
             torch.set_num_threads(threads)
-        out.update(macro_f1=float(metrics["macro_f1"]), accuracy=float(metrics["accuracy"]))
+        out.update(macro_f1=float(result.metrics["macro_f1"]), accuracy=float(result.metrics["accuracy"]))
     return out
 
 

@@ -73,6 +73,12 @@ class LongitudinalDataset:
     latent_severity: Callable[[pd.Series], float] | None = None
     """The oracle hook: row -> the latent severity the generator rendered that scan with, in the
     image model's units — the most any encoder can extract from the pixels; None for real data."""
+    heldout: LongitudinalDataset | None = None
+    """Synthetic sources: further patients of the same generator and knobs whose pairs are the test
+    pairs (:func:`bench.data.splits.evaluation_scans`); None: the test split is this cohort's own."""
+    latent_cohort: Callable[[int], tuple[pd.DataFrame, np.ndarray]] | None = None
+    """Synthetic sources: ``n ->`` (scan table, latent severity per scan) of ``n`` further patients,
+    without pixels — what the oracle's classifier learns from (:mod:`bench.references`)."""
     on_bad_input: str = "fail"  # what decode-time problems do: fail, or drop the row (skip)
     origin: str = ""  # the source spec, named in errors
     rule: PairRule | None = None

@@ -19,6 +19,7 @@ import torch
 from bench.data.cache import apply_verdicts, cache_path, load_clips
 from bench.data.scans import DataError, LongitudinalDataset, Problem
 from bench.data.sources import load_dataset
+from bench.data.splits import cohorts
 
 
 class DataStore:
@@ -35,8 +36,9 @@ class DataStore:
         key = (spec, on_bad_input, tuple(sorted(defaults.items())), str(cache_dir))
         if key not in self._datasets:
             ds = load_dataset(spec, on_bad_input=on_bad_input, **defaults)
-            ds.on_bad_input, ds.origin = on_bad_input, ds.origin or spec
-            apply_verdicts(ds, cache_dir)
+            for cohort in cohorts(ds):
+                cohort.on_bad_input, cohort.origin = on_bad_input, cohort.origin or spec
+                apply_verdicts(cohort, cache_dir)
             self._datasets[key] = ds
         return self._datasets[key]
 
@@ -64,7 +66,7 @@ def warm_cache(datasets: list[LongitudinalDataset], frames: int, size: int, cach
         return []
     dropped: list[Problem] = []
     errors: list[DataError] = []
-    for ds in datasets:
+    for ds in (c for d in datasets for c in cohorts(d)):  # held-out cohorts too
         before = len(ds.skipped)
         try:
             load_clips(ds, frames, size, cache_dir, on_clip and (lambda i, ds=ds: on_clip(ds.name, i, len(ds))))

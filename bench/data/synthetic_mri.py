@@ -51,8 +51,8 @@ level matched to the pixel size, so no full-volume warp is ever computed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
+from functools import lru_cache, partial
 
 import numpy as np
 import pandas as pd
@@ -61,7 +61,8 @@ from scipy import ndimage as ndi
 from bench.data.pairs import MMSE_RULE
 from bench.data.scans import LongitudinalDataset, apply_policy, table_problems
 from bench.data.sources import register_source
-from bench.data.synthetic_lus import (KEYED_IF_SET, KNOB_RANGES, check_knobs, config_key, couple, parse_knobs,
+from bench.data.synthetic_lus import (COHORT_PREFIX, HELDOUT, KEYED_IF_SET, KNOB_RANGES, ORACLE, TEST_PATIENTS,
+                                      TRAINING, check_knobs, check_test_patients, config_key, couple, parse_knobs,
                                       seeded_rng, tent_weights)
 
 VERSION = 1
@@ -83,6 +84,7 @@ class MRIConfig:
     version: int = VERSION
     label_noise: float = field(default=LABEL_NOISE, metadata=KEYED_IF_SET)
     shortcut: float = field(default=0.0, metadata=KEYED_IF_SET)
+    cohort: int = field(default=TRAINING, metadata=KEYED_IF_SET)
 
     def __post_init__(self) -> None:
         if self.n_patients < 1:
@@ -96,7 +98,7 @@ class MRIConfig:
 
 def _trajectory(cfg: MRIConfig, p: int) -> tuple[str, np.ndarray, np.ndarray]:
     """Group, recorded MMSE per visit and the latent MMSE the anatomy follows."""
-    rng = seeded_rng(cfg.seed, _TRAJ, p)
+    rng = seeded_rng(cfg.seed, _TRAJ, p, cohort=cfg.cohort)
     names = list(GROUPS)
     group = names[rng.choice(len(names), p=[GROUPS[g][0] for g in names])]
     _, (lo, hi), (r_lo, r_hi) = GROUPS[group]
@@ -118,7 +120,7 @@ def build_table(cfg: MRIConfig) -> tuple[pd.DataFrame, dict[str, tuple[int, int,
     rows, latent = [], {}
     for p in range(cfg.n_patients):
         _, recorded, hidden = _trajectory(cfg, p)
-        pid = f"s{p:0{width}d}"
+        pid = f"{COHORT_PREFIX.get(cfg.cohort, 's')}{p:0{width}d}"
         for v, (score, m) in enumerate(zip(recorded, hidden), start=1):
             scan_id = f"mri-{pid}-v{v}"
             rows.append((pid, v, scan_id, float(score), f"synthetic-mri/{pid}/v{v}"))
@@ -216,7 +218,7 @@ class _Patient:
 
 @lru_cache(maxsize=512)
 def _patient(cfg: MRIConfig, p: int) -> _Patient:
-    rng = seeded_rng(cfg.seed, _PATIENT, p)
+    rng = seeded_rng(cfg.seed, _PATIENT, p, cohort=cfg.cohort)
     k = cfg.nuisance
     u = lambda n=None: rng.uniform(-1.0, 1.0, n)  # noqa: E731  (draws in a fixed order)
     anchor = shortcut_anchor(cfg, p) if cfg.shortcut else 0.0
@@ -261,7 +263,7 @@ class MRIRenderer:
 def render(cfg: MRIConfig, p: int, v: int, a: float, frames: int, size: int) -> np.ndarray:
     """Subject ``p`` at visit ``v`` with atrophy ``a`` as ``uint8[frames, size, size]`` axial slices."""
     atlas, pat = _atlas(), _patient(cfg, p)
-    rng = seeded_rng(cfg.seed, _VISIT, p, v)
+    rng = seeded_rng(cfg.seed, _VISIT, p, v, cohort=cfg.cohort)
     F, S = frames, size
     G = min(S, 24)                                   # coarse grid for the smooth parts
 
@@ -322,14 +324,18 @@ def render(cfg: MRIConfig, p: int, v: int, a: float, frames: int, size: int) -> 
 # ----------------------------------------------------------------------------- the source
 
 _KNOBS = {"n_patients": int, "seed": int, "signal": float, "nuisance": float,
-          "label_noise": float, "shortcut": float}
+          "label_noise": float, "shortcut": float, "test_patients": int}
 
 
-def make_synthetic_mri(n_patients: int = 150, seed: int = 0, signal: float = 1.0, nuisance: float = 1.0,
-                       label_noise: float = LABEL_NOISE, shortcut: float = 0.0, *,
-                       on_bad_input: str = "fail") -> LongitudinalDataset:
-    cfg = MRIConfig(int(n_patients), int(seed), float(signal), float(nuisance),
-                    label_noise=float(label_noise), shortcut=float(shortcut))
+def latent_cohort(cfg: MRIConfig, n: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The dataset's ``latent_cohort`` hook: scan table and atrophy index of ``n`` oracle-cohort
+    subjects, without voxels."""
+    oracle_cfg = replace(cfg, n_patients=n, cohort=ORACLE)
+    table, latent = build_table(oracle_cfg)
+    return table, np.array([atrophy(oracle_cfg, p, m) for p, _, m in latent.values()], dtype=np.float32)
+
+
+def _cohort_dataset(cfg: MRIConfig, on_bad_input: str) -> LongitudinalDataset:
     table, latent = build_table(cfg)
     table, skipped = apply_policy("synthetic-mri", table, table_problems(table), on_bad_input)
     renderer = MRIRenderer(cfg, latent)
@@ -337,6 +343,21 @@ def make_synthetic_mri(n_patients: int = 150, seed: int = 0, signal: float = 1.0
                                cache_key=config_key(f"synthetic-mri-v{VERSION}", cfg),
                                score_name="MMSE", skipped=skipped, latent_severity=renderer.latent_severity,
                                rule=MMSE_RULE)
+
+
+def make_synthetic_mri(n_patients: int = 150, seed: int = 0, signal: float = 1.0, nuisance: float = 1.0,
+                       label_noise: float = LABEL_NOISE, shortcut: float = 0.0, test_patients: int = TEST_PATIENTS,
+                       *, on_bad_input: str = "fail") -> LongitudinalDataset:
+    """The training cohort with a held-out cohort of ``test_patients`` further subjects (none at 0)
+    and the oracle's cohort hook."""
+    check_test_patients("synthetic-mri", test_patients)
+    cfg = MRIConfig(int(n_patients), int(seed), float(signal), float(nuisance),
+                    label_noise=float(label_noise), shortcut=float(shortcut))
+    ds = _cohort_dataset(cfg, on_bad_input)
+    ds.heldout = _cohort_dataset(replace(cfg, n_patients=test_patients, cohort=HELDOUT), on_bad_input) \
+        if test_patients else None
+    ds.latent_cohort = partial(latent_cohort, cfg)
+    return ds
 
 
 @register_source("synthetic-mri")
