@@ -212,3 +212,26 @@ def test_lus_manifest_is_the_longitudinal_machinery_with_sf_bins(tmp_path):
     assert lus.rule == other.rule == SF_RULE
     a, b = make_pairs(lus.scans, lus.rule), make_pairs(other.scans, other.rule)
     assert a["label"].tolist() == b["label"].tolist() and len(a) == 4
+
+
+def _pairs_loop(scans: pd.DataFrame) -> list[tuple[int, int]]:
+    """make_pairs by the book: per (patient, zone) group, each visit's scans with the next's."""
+    scans = scans.reset_index(drop=True)
+    keys = ["patient_id"] + (["zone"] if "zone" in scans.columns else [])
+    out = []
+    for _, group in scans.groupby(keys, sort=True, dropna=False):
+        visits = sorted(group["visit"].unique())
+        for v_a, v_b in zip(visits[:-1], visits[1:]):
+            out += [(a, b) for a in group.index[group["visit"] == v_a] for b in group.index[group["visit"] == v_b]]
+    return out
+
+
+@pytest.mark.parametrize("spec", ["synthetic-lus:n_patients=60,test_patients=0",
+                                  "synthetic-mri:n_patients=40,test_patients=0"])
+def test_make_pairs_matches_the_loop_pair_for_pair(spec, tmp_path):
+    scans = load_dataset(spec).scans.sample(frac=1.0, random_state=0)  # any row order
+    pairs = make_pairs(scans, SF_RULE)
+    assert list(zip(pairs["a"], pairs["b"])) == _pairs_loop(scans)
+    real = load_dataset(f"lus-manifest:{build_lus(tmp_path)}").scans  # dates as visits, zones
+    pairs = make_pairs(real, SF_RULE)
+    assert list(zip(pairs["a"], pairs["b"])) == _pairs_loop(real) and len(pairs) == 4

@@ -109,25 +109,30 @@ def _positive(text: str, origin: str) -> float:
 
 
 def make_pairs(scans: pd.DataFrame, rule) -> pd.DataFrame:
-    """Pairs of row positions ``(a, b)`` in ``scans`` with ``visit_a < visit_b`` adjacent."""
+    """Pairs of row positions ``(a, b)`` in ``scans`` with ``visit_a < visit_b`` adjacent, in
+    the order of (patient, zone) groups, then visits, then row positions — one join, no loop
+    over patients (the oracle's generated cohort has thousands of them)."""
     scans = scans.reset_index(drop=True)
     keys = ["patient_id"] + (["zone"] if "zone" in scans.columns else [])
-    rows = []
-    for _, group in scans.groupby(keys, sort=True, dropna=False):
-        visits = sorted(group["visit"].unique())
-        by_visit = {v: group.index[group["visit"] == v].to_numpy() for v in visits}
-        for v_a, v_b in zip(visits[:-1], visits[1:]):
-            for a in by_visit[v_a]:
-                for b in by_visit[v_b]:
-                    rows.append((a, b))
-    idx = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    rows = pd.DataFrame({"group": scans.groupby(keys, sort=True, dropna=False).ngroup().to_numpy(),
+                         "pos": np.arange(len(scans))})
+    rows["visit"] = _visit_rank(scans, rows["group"])
+    nxt = rows.assign(visit=rows["visit"] - 1)
+    joined = rows.merge(nxt, on=["group", "visit"], suffixes=("_a", "_b")).sort_values(
+        ["group", "visit", "pos_a", "pos_b"], kind="stable")
+    a, b = joined["pos_a"].to_numpy(np.int64), joined["pos_b"].to_numpy(np.int64)
     score = scans["score"].to_numpy(float)
     return pd.DataFrame({
-        "a": idx[:, 0], "b": idx[:, 1],
-        "patient_id": scans["patient_id"].to_numpy()[idx[:, 0]],
-        "score_a": score[idx[:, 0]], "score_b": score[idx[:, 1]],
-        "label": rule.labels(score[idx[:, 0]], score[idx[:, 1]]),
+        "a": a, "b": b,
+        "patient_id": scans["patient_id"].to_numpy()[a],
+        "score_a": score[a], "score_b": score[b],
+        "label": rule.labels(score[a], score[b]),
     })
+
+
+def _visit_rank(scans: pd.DataFrame, group: pd.Series) -> np.ndarray:
+    """Each scan's visit as 0, 1, 2, … within its group (scans of one visit share it)."""
+    return scans["visit"].groupby(group.to_numpy()).rank(method="dense").to_numpy().astype(np.int64) - 1
 
 
 def label_counts(pairs: pd.DataFrame) -> dict[str, int]:
