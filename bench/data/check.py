@@ -19,12 +19,17 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
-from bench.data.pairs import label_counts, label_rule, make_pairs
+from bench.data.pairs import LABELS, label_counts, label_rule, make_pairs, pairs_by_split, split_problem
 from bench.data.readers import ClipWarning
 from bench.data.scans import DataError, Problem, apply_policy
 from bench.data.sources import load_dataset, parse_spec, source_module
+from bench.data.splits import split_patients
+
+THIN_TEST_PAIRS = 5   # fewer test pairs of a label than this: its F1 rests on a handful of pairs
+CHECKED_SEEDS = 5     # check-data checks the splits of seeds 0..4 (the paper preset's seeds)
 
 
 @dataclass
@@ -60,6 +65,46 @@ def _summarise(report: DataReport, scans: pd.DataFrame) -> None:
     score = scans["score"].astype(float)
     report.score_range = (float(score.min()), float(score.max()))
     report.pairs = label_counts(make_pairs(scans, label_rule(report.kind)))
+
+
+def split_findings(scans: pd.DataFrame, kind: str, seeds, mmse_threshold: float = 2.0) -> tuple[str | None, str | None]:
+    """(why some seed's patient split cannot train and score the 3-way classifier, or None;
+    a warning when a label of the data has fewer than ``THIN_TEST_PAIRS`` test pairs in some
+    split, or None). Every sweep runs this before training, and check-data runs it too, so
+    both accept and refuse the same data."""
+    pairs = make_pairs(scans, label_rule(kind, mmse_threshold))
+    present, thin = set(pairs["label"]), {}
+    for seed in seeds:
+        try:
+            by_split = pairs_by_split(pairs, split_patients(scans, seed), len(scans))
+        except ValueError as exc:
+            return f"seed {seed}: {exc}", None
+        counts = np.bincount(by_split["test"]["label"], minlength=3)
+        problem = split_problem(by_split)
+        if not problem and (counts > 0).sum() < 2:
+            problem = (f"every test pair is {LABELS[int(counts.argmax())]!r}: one label cannot score a "
+                       "3-way classifier")
+        if problem:
+            return f"seed {seed}: {problem}", None
+        low = [f"{counts[i]} {LABELS[i]}" for i in sorted(present) if counts[i] < THIN_TEST_PAIRS]
+        if low:
+            thin[seed] = ", ".join(low)
+    if not thin:
+        return None, None
+    seed, low = next(iter(thin.items()))
+    return None, (f"thin test split: {len(thin)} of {len(seeds)} seed(s) have fewer than {THIN_TEST_PAIRS} test pairs "
+                  f"of a label (seed {seed}: {low}); their F1 rests on a handful of pairs (a label without test "
+                  "pairs counts as F1 0)")
+
+
+def _check_splits(report: DataReport, scans: pd.DataFrame) -> None:
+    if scans.empty or not report.kind:
+        return
+    problem, warning = split_findings(scans, report.kind, range(CHECKED_SEEDS))
+    if problem:
+        report.problems.append(Problem(f"patient split, {problem}; a sweep refuses these data: use more patients"))
+    if warning:
+        report.warnings.append(warning)
 
 
 @contextmanager
@@ -102,6 +147,7 @@ def check_data(spec: str, on_bad_input: str = "fail", *, quick: bool = False,
                 usable = scans.iloc[:0]
             _summarise(report, usable)
         else:
+            usable = None
             try:
                 dataset = load_dataset(spec, on_bad_input=on_bad_input)
             except DataError as e:
@@ -110,9 +156,12 @@ def check_data(spec: str, on_bad_input: str = "fail", *, quick: bool = False,
                 report.kind, report.score_name = dataset.kind, dataset.score_name
                 report.problems = list(dataset.skipped)
                 report.n_scans_found = len(dataset.scans) + len({p.scan_id for p in dataset.skipped})
-                _summarise(report, dataset.scans)
+                usable = dataset.scans
+                _summarise(report, usable)
     report.warnings = list(dict.fromkeys(str(w.message) for w in caught
                                          if issubclass(w.category, ClipWarning)))
+    if usable is not None:
+        _check_splits(report, usable)
     return report
 
 
