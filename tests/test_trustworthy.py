@@ -337,22 +337,34 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _kill_point(driver: subprocess.Popen, runs: Path, when: str) -> set[int]:
+    """Wait for the moment ``when`` of a ``--jobs 2`` sweep; its descendants then."""
+    deadline, spawned = time.time() + 120, None
+    while time.time() < deadline and driver.poll() is None:
+        workers = _descendants(driver.pid)
+        spawned = spawned or (time.time() if workers else None)
+        if (when == "at spawn" and spawned) or (when == "1 s after spawn" and spawned and time.time() > spawned + 1) \
+                or (when == "cells running" and list(runs.glob("*.claim"))):
+            return workers | _descendants(driver.pid)
+        time.sleep(0.02)
+    pytest.fail(f"the sweep never reached {when!r}")
+
+
 @pytest.mark.slow
-def test_workers_stop_when_the_driver_is_killed(tmp_path, cache):
+@pytest.mark.parametrize("when", ["at spawn", "1 s after spawn", "cells running"])
+def test_workers_stop_within_2_s_when_the_driver_is_killed(tmp_path, cache, when):
     cmd = [sys.executable, str(REPO / "run_all.py"), "--grid", "table3", "--preset", "smoke", "--epochs", "50",
            "--jobs", "2", "--out", str(tmp_path), "--cache-dir", str(cache)]
     driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((tmp_path / "table3" / "runs").glob("*.claim")):
-        time.sleep(0.2)
-    workers = _descendants(driver.pid)
-    assert len(workers) >= 2
+    workers = _kill_point(driver, tmp_path / "table3" / "runs", when)
+    assert workers
     driver.send_signal(signal.SIGKILL)
+    killed = time.time()
+    while time.time() < killed + 2 and any(map(_alive, workers)):  # the driver is a zombie until reaped
+        time.sleep(0.05)
+    left = [pid for pid in workers if _alive(pid)]
     driver.wait()
-    deadline = time.time() + 20
-    while time.time() < deadline and any(map(_alive, workers)):
-        time.sleep(0.2)
-    assert not any(map(_alive, workers))
+    assert not left, f"{len(left)} of {len(workers)} processes alive 2 s after the driver was killed {when}"
 
 
 @pytest.mark.slow
