@@ -522,13 +522,26 @@ def _bench_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _bench_setup(args):
+    """The preset and device of ``bench`` / ``time_to_table.py``, every flag checked first."""
     import torch
 
     import backbones
     from bench.grid import validate_axis
+    from bench.limits import cpu_cores
     from bench.presets import get_preset
+    from bench.sweep import UsageError, check_device, check_range, writable_dir
     validate_axis("backbone", args.backbones, backbones.list_backbones())
+    if not args.backbones:
+        raise UsageError("--backbones is empty: give at least one name")
     preset = get_preset(args.preset)
+    check_range("--steps", args.steps, 1)
+    check_range("--warmup", args.warmup, 0)
+    check_range("--workers", args.workers, 0, cpu_cores(), "CPU cores here")
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        raise UsageError(f"--peak-tflops {args.peak_tflops}: must be a number > 0 (TFLOP/s)")
+    check_device(args.device, 0)
+    writable_dir("--out", Path(args.out), 2**20)
+    writable_dir("--cache-dir", Path(args.cache_dir), 2**20)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     return preset, device
 
@@ -567,6 +580,10 @@ def time_to_table_command(argv: list[str]) -> int:
     args = p.parse_args(argv)
     try:
         preset, device = _bench_setup(args)
+        from bench.limits import MAX_SEEDS
+        from bench.sweep import check_range
+        check_range("--seeds", args.seeds, 1, MAX_SEEDS)
+        check_range("--assume-mfu", args.assume_mfu, 1e-3, 1.0, "a fraction of the peak")
     except (KeyError, ValueError) as exc:
         return _fail(str(exc.args[0]))
     import time

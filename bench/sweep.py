@@ -107,7 +107,8 @@ class SweepResult:
     unreadable: dict[str, str]
 
 
-def _check_range(flag: str, value, lo=None, hi=None, why: str = "") -> None:
+def check_range(flag: str, value, lo=None, hi=None, why: str = "") -> None:
+    """A flag's number in ``[lo, hi]`` or :class:`UsageError` naming the flag (None: not given)."""
     if value is not None and (problem := range_problem(value, lo, hi, why)):
         raise UsageError(f"{flag} {problem}")
 
@@ -157,16 +158,16 @@ def check_options(o: SweepOptions) -> None:
         if values is not None and not values:
             raise UsageError(f"{flag} is empty: give at least one name (leave the flag out for the grid's own)")
     _check_seeds(o)
-    _check_range("--epochs", o.epochs, 1)
-    _check_range("--jobs", o.jobs, 1)
+    check_range("--epochs", o.epochs, 1)
+    check_range("--jobs", o.jobs, 1)
     cores = cpu_cores()
     if o.jobs_per_gpu != "auto":
-        _check_range("--jobs-per-gpu", o.jobs_per_gpu, 1, cores, "one worker process per slot, CPU cores here")
+        check_range("--jobs-per-gpu", o.jobs_per_gpu, 1, cores, "one worker process per slot, CPU cores here")
     if o.jobs_per_gpu != 1 and not o.gpus:
         raise UsageError(f"--jobs-per-gpu {o.jobs_per_gpu} packs cells on GPUs: use it with --gpus N")
     threads_hi = (cores, "CPU cores here") if o.executor == "local" else (MAX_REMOTE_THREADS, "")
-    _check_range("--threads-per-cell", o.threads_per_cell, 1, *threads_hi)
-    _check_range("--gpus", o.gpus, 0)
+    check_range("--threads-per-cell", o.threads_per_cell, 1, *threads_hi)
+    check_range("--gpus", o.gpus, 0)
     if o.gpus and o.jobs > 1:
         raise UsageError("--jobs is for CPU cells; with --gpus use --jobs-per-gpu")
     if o.executor != "local" and (o.gpus or o.jobs > 1 or o.jobs_per_gpu != 1):
@@ -185,7 +186,7 @@ def _check_seeds(o: SweepOptions) -> None:
     if o.seeds is not None and o.seed_list is not None:
         raise UsageError(f"--seeds {o.seeds} and --seed-list {','.join(map(str, o.seed_list))} both choose the "
                          "seeds: give one of them")
-    _check_range("--seeds", o.seeds, 1, MAX_SEEDS, "seeds of one sweep")
+    check_range("--seeds", o.seeds, 1, MAX_SEEDS, "seeds of one sweep")
     if o.seed_list is None:
         return
     if not o.seed_list:
@@ -195,8 +196,8 @@ def _check_seeds(o: SweepOptions) -> None:
         raise UsageError(f"--seed-list repeats seed(s) {', '.join(map(str, repeated))}: each seed is one cell")
     if min(o.seed_list) < 0:
         raise UsageError(f"--seed-list: seeds must be >= 0, got {min(o.seed_list)}")
-    _check_range("--seed-list: a seed", max(o.seed_list), 0, MAX_SEED)
-    _check_range("--seed-list: the number of seeds", len(o.seed_list), 1, MAX_SEEDS, "seeds of one sweep")
+    check_range("--seed-list: a seed", max(o.seed_list), 0, MAX_SEED)
+    check_range("--seed-list: the number of seeds", len(o.seed_list), 1, MAX_SEEDS, "seeds of one sweep")
 
 
 SLURM_FLAGS = {"partition": "--slurm-partition", "time_min": "--slurm-time", "gpus_per_task": "--slurm-gpus-per-task",
@@ -209,10 +210,10 @@ def _check_slurm(o: SweepOptions) -> None:
     if given and o.executor != "submitit":
         raise UsageError(f"{', '.join(given)}: SLURM settings, use them with --executor submitit")
     for key, lo in (("time_min", 1), ("gpus_per_task", 0), ("cpus_per_task", 1)):
-        _check_range(SLURM_FLAGS[key], o.slurm.get(key), lo)
+        check_range(SLURM_FLAGS[key], o.slurm.get(key), lo)
 
 
-def _writable_dir(flag: str, path: Path, need_bytes: int) -> None:
+def writable_dir(flag: str, path: Path, need_bytes: int) -> None:
     """``path`` is (or can be made) a folder we can write, with ``need_bytes`` free."""
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
@@ -324,7 +325,7 @@ def plan(o: SweepOptions, *, decode: bool = True,
                      on_bad_input=o.on_bad_input, compile=o.compile, threads=o.threads_per_cell)
     if decode:
         need = max(cell_bytes(b, preset) for b in dict.fromkeys(r.backbone for r in rows) if b != ANY)
-        _writable_dir("--out", ctx.out_dir, need)
+        writable_dir("--out", ctx.out_dir, need)
     store = DataStore()
     datasets = _data(o, rows, ctx, store)
     split_notes = _check_splits(datasets, seeds, preset)
@@ -332,7 +333,7 @@ def plan(o: SweepOptions, *, decode: bool = True,
         rows = with_references(rows, lambda d: datasets[d].latent_severity is not None)
     if decode:
         clip_bytes = sum(len(ds) * preset.cache_frames * preset.img_size ** 2 for ds in datasets.values())
-        _writable_dir("--cache-dir", ctx.cache_dir, clip_bytes)
+        writable_dir("--cache-dir", ctx.cache_dir, clip_bytes)
         warm_cache(list(datasets.values()), preset.cache_frames, preset.img_size, ctx.cache_dir, on_clip)
         datasets = _data(o, rows, ctx, store)  # what the cells will read (decoding may drop rows)
         split_notes = _check_splits(datasets, seeds, preset)

@@ -50,6 +50,7 @@ from scipy.stats import spearmanr
 
 from bench.data.pairs import LABELS, label_counts, label_rule, make_pairs
 from bench.data.scans import LongitudinalDataset
+from bench.limits import range_problem
 
 BIOMARKERS = {"lus": "subpleural brightness / clip mean", "mri": "dark fraction of head, central slices"}
 APPEARANCE = {"lus": "near-field brightness (top quarter of the image)",
@@ -142,6 +143,9 @@ def describe(dataset: LongitudinalDataset, frames: int = 8, size: int = 64, max_
     Table statistics use every scan; image statistics use whole patients, in table order,
     until ``max_clips`` clips (all when None).
     """
+    for flag, value, lo, hi in (("--frames", frames, 1, 256), ("--size", size, 16, 1024)):
+        if problem := range_problem(value, lo, hi):
+            raise ValueError(f"describe {flag} {problem}")
     start = time.perf_counter()
     scans = dataset.scans
     rule = label_rule(dataset.kind)
