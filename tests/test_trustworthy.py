@@ -148,6 +148,16 @@ def test_killed_cell_resumes_from_its_checkpoint_with_the_same_numbers(tmp_path,
     assert not plan.ctx.checkpoint_path(plan.specs[0]).exists()  # gone once the cell finished
 
 
+def test_a_resumed_cell_says_so_on_the_console(tmp_path, cache, capsys):
+    plan = sweep.plan(options(tmp_path, cache, epochs=4))
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(plan, StopAfter(2))
+    capsys.readouterr()
+    assert main(["--grid", "table3", "--preset", "smoke", "--datasets", "lus", "--losses", "mse", "--no-references",
+                 "--epochs", "4", "--out", str(tmp_path / "out"), "--cache-dir", str(cache)]) == 0
+    assert f"resumed {plan.specs[0].run_id} from epoch 2 of 4 (its checkpoint)" in capsys.readouterr().out
+
+
 def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path):
     from bench.checkpoint import Checkpoint
     Checkpoint(tmp_path / "c.ckpt", {"run_id": "r", "code": "old"}).save({"epoch": 3})
