@@ -1,5 +1,6 @@
 """Trustworthy results: stale code named, divergence fails a cell, in-cell resume gives the
 same numbers, claims, strict records, and every bad command line is one line + exit 2."""
+import importlib.util
 import json
 import math
 import os
@@ -302,6 +303,8 @@ def test_bad_command_line_is_one_line_and_exit_2_before_anything_runs(flags, nee
     import torch
     if (flags, needle) in NO_CUDA and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
+    if "--address" in flags and "ray" in flags and importlib.util.find_spec("ray") is None:
+        pytest.skip("needs Ray (the ray extra, part of the test extra)")
     paths = _bad_paths(tmp_path)
     if "{readonly}" in " ".join(flags) and os.access(paths["readonly"], os.W_OK):
         pytest.skip("running as root: a read-only folder is writable")
