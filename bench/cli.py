@@ -31,12 +31,13 @@ COMMANDS_HELP = {
 }
 # --config keys -> argparse destinations (lists stay lists, tables become NAME=VALUE items), each
 # with its TOML type, checked strictly: a bool is not an integer and a string is not a bool.
-CONFIG_TYPES = {"grid": str, "preset": str, "seeds": int, "seed_list": [int], "datasets": [str], "backbones": [str],
-                "losses": [str], "sims": [str], "data": {str}, "pretrained": {str}, "set": {object},
-                "on_bad_input": str, "threads_per_cell": int, "device": str, "amp": bool, "compile": bool,
-                "references": bool}
+CONFIG_TYPES = {"grid": str, "preset": str, "seeds": int, "seed_list": ("list", int), "datasets": ("list", str),
+                "backbones": ("list", str), "losses": ("list", str), "sims": ("list", str), "data": ("table", str),
+                "pretrained": ("table", str), "set": ("table", object), "on_bad_input": str, "threads_per_cell": int,
+                "device": str, "amp": bool, "compile": bool, "references": bool}
 CONFIG_KEYS = tuple(CONFIG_TYPES)
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", object: "a value"}
+_TYPE_NAMES = {str: ("a string", "strings"), int: ("an integer", "integers"), bool: ("true or false", ""),
+               object: ("a value", "values")}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -176,18 +177,20 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _toml_type_problem(value, kind) -> str | None:
-    """What ``value`` should have been, or None if it is a ``kind`` (see CONFIG_TYPES)."""
-    if isinstance(kind, (list, set)):
-        inner = next(iter(kind))
-        container, what = (list, "a list of") if isinstance(kind, list) else (dict, "a table of NAME =")
-        if not isinstance(value, container):
-            return f"must be {what} {_TYPE_NAMES[inner].removeprefix('a ').removeprefix('an ')}s"
-        items = value if container is list else value.values()
-        return next((p for v in items if (p := _toml_type_problem(v, inner))), None)
-    if kind is object or (isinstance(value, kind) and not (kind is int and isinstance(value, bool))):
-        return None
-    return f"must be {_TYPE_NAMES[kind]}, got {value!r}"
+def _toml_type_ok(value, kind) -> bool:
+    """``value`` (from TOML) is of ``kind``, a type or ("list" | "table", item type) (CONFIG_TYPES)."""
+    if isinstance(kind, tuple):
+        container, item = kind
+        items = value if container == "list" and isinstance(value, list) else \
+            value.values() if container == "table" and isinstance(value, dict) else None
+        return items is not None and all(_toml_type_ok(v, item) for v in items)
+    return kind is object or (isinstance(value, kind) and not (kind is int and isinstance(value, bool)))
+
+
+def _type_name(kind) -> str:
+    if isinstance(kind, tuple):
+        return f"a {'list of' if kind[0] == 'list' else 'table of NAME ='} {_TYPE_NAMES[kind[1]][1]}"
+    return _TYPE_NAMES[kind][0]
 
 
 def load_config(path: str) -> dict:
@@ -202,8 +205,8 @@ def load_config(path: str) -> dict:
     if unknown:
         raise ValueError(f"--config {path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(CONFIG_KEYS)}")
     for key, value in raw.items():
-        if problem := _toml_type_problem(value, CONFIG_TYPES[key]):
-            raise ValueError(f"--config {path}: {key} {problem}")
+        if not _toml_type_ok(value, CONFIG_TYPES[key]):
+            raise ValueError(f"--config {path}: {key} must be {_type_name(CONFIG_TYPES[key])}, got {value!r}")
     out = {k: v for k, v in raw.items() if k not in ("data", "pretrained", "set", "amp", "references")}
     for table in ("data", "pretrained", "set"):
         if raw.get(table):
@@ -512,7 +515,7 @@ def check_data_command(args) -> int:
     except (KeyError, ValueError) as exc:
         return _fail(str(exc))
     print(format_report(report))
-    return 1 if report.problems else 0
+    return 0 if report.ok else 1
 
 
 def _bench_parser(prog: str) -> argparse.ArgumentParser:

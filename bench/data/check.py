@@ -49,10 +49,11 @@ class DataReport:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     decoded: bool | None = None  # real data: every clip decoded in full (False: quick probe)
+    split_problem: str | None = None  # why a sweep would refuse the usable scans' patient splits
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.split_problem
 
 
 def _summarise(report: DataReport, scans: pd.DataFrame) -> None:
@@ -100,9 +101,7 @@ def split_findings(scans: pd.DataFrame, kind: str, seeds, mmse_threshold: float 
 def _check_splits(report: DataReport, scans: pd.DataFrame) -> None:
     if scans.empty or not report.kind:
         return
-    problem, warning = split_findings(scans, report.kind, range(CHECKED_SEEDS))
-    if problem:
-        report.problems.append(Problem(f"patient split, {problem}; a sweep refuses these data: use more patients"))
+    report.split_problem, warning = split_findings(scans, report.kind, range(CHECKED_SEEDS))
     if warning:
         report.warnings.append(warning)
 
@@ -185,8 +184,10 @@ def format_report(report: DataReport) -> str:
         lines.append(f"  pairs: {total} (" + ", ".join(f"{k} {v}" for k, v in report.pairs.items()) + ")")
     for w in report.warnings:
         lines.append(f"  warning: {w}")
+    if report.split_problem:
+        lines.append(f"  patient split, {report.split_problem}; a sweep refuses these data: use more patients")
     if not report.problems:
-        lines.append("  problems: none")
+        lines.append("  problems: none" if report.ok else "  problems in rows: none")
         return "\n".join(lines)
     if report.on_bad_input == "skip":
         verdict = "the rows they name are skipped (--on-bad-input skip)"
