@@ -19,7 +19,7 @@ from bench import claims, sweep
 from bench.cli import main
 from bench.code_version import source_digest
 from bench.presets import PRESETS
-from bench.records import FILE_MODE, RecordError, read_record
+from bench.records import FILE_MODE, RecordError, content_checksum, read_record
 from bench.runner import CODE_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def test_stale_cells_are_named_marked_and_rerun_on_request(tmp_path, cache, caps
     rec = json.loads(path.read_text())
     assert rec["code_version"] == CODE_VERSION
     rec["code_version"] = "0123456789ab"  # as if made by other result-affecting code
-    path.write_text(json.dumps(rec))
+    path.write_text(json.dumps({**rec, "checksum": content_checksum(rec)}))
     capsys.readouterr()
     assert main(argv) == 0
     out = capsys.readouterr().out
