@@ -139,7 +139,8 @@ def test_submitit_runs_resumes_and_reports_failures(tmp_path, cache, capsys):
     out = capsys.readouterr().out
     assert "2 cell(s) failed in an earlier run" in out and "2 cells were already finished, 0 ran now" in out
     local = tmp_path / "local"
-    assert main(argv[:-4] + ["--backbones", "tsm_r18", "--out", str(local), "--cache-dir", str(cache)]) == 0
+    assert main(SMOKE + ["--losses", "mse,cl", "--no-references", "--backbones", "tsm_r18", "--out", str(local),
+                         "--cache-dir", str(cache)]) == 0
     same = {p.stem: json.loads(p.read_text())["metrics"] for p in (local / "table3" / "runs").glob("*.json")}
     assert same == {k: r["metrics"] for k, r in records.items() if r["status"] == "finished"}
 
