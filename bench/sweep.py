@@ -276,14 +276,14 @@ def _check_relevant(o: SweepOptions, rows: list[Row]) -> None:
                 raise UsageError(f"{flag} {name}={value}: the grid has no {name} row ({axis}s: {', '.join(have)})")
 
 
-def _cpu_jobs(o: SweepOptions, notes: list[str]) -> SweepOptions:
-    """``--jobs`` clamped to the cells this machine's cores can run at once (same numbers)."""
+def _cpu_jobs(o: SweepOptions) -> tuple[SweepOptions, list[str]]:
+    """``--jobs`` clamped to the cells this machine's cores can run at once (the numbers do
+    not depend on it), with the line that says so."""
     most = max(1, cpu_cores() // o.threads_per_cell)
     if o.executor != "local" or o.gpus or o.jobs <= most:
-        return o
-    notes.append(f"--jobs {o.jobs}: {cpu_cores()} CPU cores run at most {most} cell(s) of "
-                 f"{o.threads_per_cell} thread(s) at once; running {most}")
-    return replace(o, jobs=most)
+        return o, []
+    return replace(o, jobs=most), [f"--jobs {o.jobs}: {cpu_cores()} CPU cores run at most {most} cell(s) of "
+                                   f"{o.threads_per_cell} thread(s) at once; running {most}"]
 
 
 def plan(o: SweepOptions, *, decode: bool = True,
@@ -317,8 +317,7 @@ def plan(o: SweepOptions, *, decode: bool = True,
     if not rows:
         raise UsageError("the filters leave no cell to run")
     _check_relevant(o, rows)
-    notes: list[str] = []
-    o = _cpu_jobs(o, notes)
+    o, notes = _cpu_jobs(o)
     seeds = o.seed_list or list(range(o.seeds or preset.seeds))
     ctx = RunContext(out_dir=Path(o.out) / (o.folder or o.grid), preset=preset, data_specs=dict(o.data),
                      pretrained=dict(o.pretrained), device=o.device, amp=o.amp, cache_dir=Path(o.cache_dir),
