@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                            + ": sizes, pairs per label, and every problem found with its row and file.")
     check.add_argument("source", help="e.g. lus-manifest:manifest.csv or adni:ADNIMERGE.csv,nifti_dir")
     check.add_argument("--quick", action="store_true", help="probe each file instead of decoding every clip")
+    check.add_argument("--seeds", type=int, default=5, help="check the patient splits of seeds 0..N-1, as a sweep "
+                       "with N seeds does (default 5, the paper preset's)")
     bench = sub.add_parser("bench", help=COMMANDS_HELP["bench"], description=COMMANDS_HELP["bench"])
     add_bench_arguments(bench)
     export = sub.add_parser("export-tracker", help=COMMANDS_HELP["export-tracker"],
@@ -510,8 +512,11 @@ def describe_command(args) -> int:
 
 def check_data_command(args) -> int:
     from bench.data.check import check_data, format_report
+    from bench.limits import MAX_SEEDS
+    from bench.sweep import check_range
     try:
-        report = check_data(args.source, quick=args.quick)
+        check_range("--seeds", args.seeds, 1, MAX_SEEDS, "seeds of one sweep")
+        report = check_data(args.source, quick=args.quick, seeds=args.seeds)
     except (KeyError, ValueError) as exc:
         return _fail(str(exc))
     print(format_report(report))
