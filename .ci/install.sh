@@ -8,9 +8,11 @@ EXTRAS="${1:-test}"
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c .ci/constraints.txt -e ".[${EXTRAS}]"
-# CPU torch + CUDA-built torchvision cannot import torchvision (ENVIRONMENT.md). The
-# start-up hook that fixes it lives here, outside the package, and is installed only when
-# that combination is present.
+# CPU torch next to a CUDA build of torchvision cannot import torchvision (its kernel
+# registration asks for the CUDA ops: "operator torchvision::nms does not exist"), and the
+# only torchvision 0.28.0 wheel is a CUDA build. The start-up hook that fixes it
+# (.ci/tv_cpu_compat.py, see its header) lives here, outside the package, and is
+# installed only when that combination is present.
 .venv/bin/python - <<'PY'
 import importlib.util, pathlib, shutil, sysconfig
 from importlib import metadata

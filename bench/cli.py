@@ -29,9 +29,15 @@ COMMANDS_HELP = {
     "bench": "training throughput, FLOPs and MFU of the backbones",
     "export-tracker": "log the run records under a results folder to MLflow",
 }
-# --config keys -> argparse destinations (lists stay lists, tables become NAME=VALUE items)
-CONFIG_KEYS = ("grid", "preset", "seeds", "seed_list", "datasets", "backbones", "losses", "sims", "data",
-               "pretrained", "set", "on_bad_input", "threads_per_cell", "device", "amp", "compile", "references")
+# --config keys -> argparse destinations (lists stay lists, tables become NAME=VALUE items), each
+# with its TOML type, checked strictly: a bool is not an integer and a string is not a bool.
+CONFIG_TYPES = {"grid": str, "preset": str, "seeds": int, "seed_list": ("list", int), "datasets": ("list", str),
+                "backbones": ("list", str), "losses": ("list", str), "sims": ("list", str), "data": ("table", str),
+                "pretrained": ("table", str), "set": ("table", object), "on_bad_input": str, "threads_per_cell": int,
+                "device": str, "amp": bool, "compile": bool, "references": bool}
+CONFIG_KEYS = tuple(CONFIG_TYPES)
+_TYPE_NAMES = {str: ("a string", "strings"), int: ("an integer", "integers"), bool: ("true or false", ""),
+               object: ("a value", "values")}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,9 +109,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch CPU threads of each cell (default 1); part of the numerics, so a cell's "
                         "numbers are the same whichever executor runs it")
     p.add_argument("--slurm-partition", help="submitit: SLURM partition")
-    p.add_argument("--slurm-time", type=int, default=240, help="submitit: minutes per cell (default 240)")
-    p.add_argument("--slurm-gpus-per-task", type=int, default=1, help="submitit: GPUs per cell (default 1)")
-    p.add_argument("--slurm-cpus-per-task", type=int, default=4, help="submitit: CPUs per cell (default 4)")
+    p.add_argument("--slurm-time", type=int, help="submitit: minutes per cell (default 240)")
+    p.add_argument("--slurm-gpus-per-task", type=int, help="submitit: GPUs per cell (default 1)")
+    p.add_argument("--slurm-cpus-per-task", type=int, help="submitit: CPUs per cell (default: --threads-per-cell)")
     p.add_argument("--slurm-folder", help="submitit: job logs (default <out>/<grid>/slurm)")
     p.add_argument("--tracker", choices=("none", "mlflow"), default="none",
                    help="log finished cells and the figures to an experiment tracker")
@@ -158,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                            + ": sizes, pairs per label, and every problem found with its row and file.")
     check.add_argument("source", help="e.g. lus-manifest:manifest.csv or adni:ADNIMERGE.csv,nifti_dir")
     check.add_argument("--quick", action="store_true", help="probe each file instead of decoding every clip")
+    check.add_argument("--seeds", type=int, default=5, help="check the patient splits of seeds 0..N-1, as a sweep "
+                       "with N seeds does (default 5, the paper preset's)")
     bench = sub.add_parser("bench", help=COMMANDS_HELP["bench"], description=COMMANDS_HELP["bench"])
     add_bench_arguments(bench)
     export = sub.add_parser("export-tracker", help=COMMANDS_HELP["export-tracker"],
@@ -173,8 +181,24 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _toml_type_ok(value, kind) -> bool:
+    """``value`` (from TOML) is of ``kind``, a type or ("list" | "table", item type) (CONFIG_TYPES)."""
+    if isinstance(kind, tuple):
+        container, item = kind
+        items = value if container == "list" and isinstance(value, list) else \
+            value.values() if container == "table" and isinstance(value, dict) else None
+        return items is not None and all(_toml_type_ok(v, item) for v in items)
+    return kind is object or (isinstance(value, kind) and not (kind is int and isinstance(value, bool)))
+
+
+def _type_name(kind) -> str:
+    if isinstance(kind, tuple):
+        return f"a {'list of' if kind[0] == 'list' else 'table of NAME ='} {_TYPE_NAMES[kind[1]][1]}"
+    return _TYPE_NAMES[kind][0]
+
+
 def load_config(path: str) -> dict:
-    """A ``--config`` TOML as argparse defaults; one line naming a bad file or key."""
+    """A ``--config`` TOML as argparse defaults; one line naming a bad file, key or value."""
     try:
         raw = tomllib.loads(Path(path).read_text())
     except OSError as exc:
@@ -184,10 +208,11 @@ def load_config(path: str) -> dict:
     unknown = sorted(set(raw) - set(CONFIG_KEYS))
     if unknown:
         raise ValueError(f"--config {path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(CONFIG_KEYS)}")
+    for key, value in raw.items():
+        if not _toml_type_ok(value, CONFIG_TYPES[key]):
+            raise ValueError(f"--config {path}: {key} must be {_type_name(CONFIG_TYPES[key])}, got {value!r}")
     out = {k: v for k, v in raw.items() if k not in ("data", "pretrained", "set", "amp", "references")}
     for table in ("data", "pretrained", "set"):
-        if not isinstance(raw.get(table, {}), dict):
-            raise ValueError(f"--config {path}: [{table}] must be a table of NAME = VALUE")
         if raw.get(table):
             out[table] = [f"{k}={v}" for k, v in raw[table].items()]
     if "amp" in raw:
@@ -208,6 +233,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
             defaults = load_config(args.config)
         except ValueError as exc:
             parser.exit(2, f"run_all.py: error: {exc}\n")
+        for flag, other in (("seeds", "seed_list"), ("seed_list", "seeds")):  # a flag wins over the file
+            if getattr(args, flag) is not None:
+                defaults.pop(other, None)
         sub = parser._subparsers._group_actions[0].choices[args.command]
         sub.set_defaults(**defaults)
         args = parser.parse_args(argv)
@@ -239,6 +267,7 @@ def run_command(args) -> int:
     from bench.data.scans import DataError
     try:
         options = sweep_options(args)
+        check_tracker_flags(args)
         with clip_progress(console) as on_clip:
             plan = sweep.plan(options, decode=not args.tables_only, on_clip=on_clip)
     except sweep.UsageError as exc:
@@ -247,6 +276,19 @@ def run_command(args) -> int:
         sys.stderr.write(f"{exc}\n")
         return 1
     return run_grid(plan, args, console)
+
+
+def check_tracker_flags(args) -> None:
+    """``--tracker-uri`` needs ``--tracker mlflow``, and the store must work before any cell runs."""
+    from bench.sweep import UsageError
+    from bench.tracking import check_uri
+    if args.tracker_uri and args.tracker != "mlflow":
+        raise UsageError(f"--tracker-uri {args.tracker_uri}: a tracker store, use it with --tracker mlflow")
+    if args.tracker == "mlflow":
+        try:
+            check_uri(args.tracker_uri)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def sweep_options(args):
@@ -266,6 +308,7 @@ def sweep_options(args):
             raise UsageError(f"--jobs-per-gpu {jobs_per_gpu!r}: give a number of cells or auto") from None
     slurm = {"partition": args.slurm_partition, "time_min": args.slurm_time, "gpus_per_task": args.slurm_gpus_per_task,
              "cpus_per_task": args.slurm_cpus_per_task, "folder": args.slurm_folder}
+    slurm = {k: v for k, v in slurm.items() if v is not None}  # given flags only: the executor has defaults
     return SweepOptions(
         grid=args.grid, preset=args.preset, overrides=overrides, epochs=args.epochs, seeds=args.seeds,
         seed_list=args.seed_list,
@@ -301,7 +344,8 @@ def run_cells(plan, console: Console):
         console.print(f"[yellow]{len(result.claimed_elsewhere)} cells were left to another sweep[/] "
                       f"({', '.join(sorted({who for _, who in result.claimed_elsewhere}))}); a rerun "
                       "after it ends includes those it finished")
-    kept_failed = sum(not r.finished for r in result.records) - len(result.failed)
+    failed_now = {run_id for run_id, _ in result.failed}
+    kept_failed = sum(not r.finished and r.run_id not in failed_now for r in result.records)
     if kept_failed:
         console.print(f"[yellow]{kept_failed} cell(s) failed in an earlier run[/] (their records say why); "
                       "--retry-failed reruns them")
@@ -318,10 +362,15 @@ def collect_records(plan, tables_only: bool, console: Console, if_missing: str):
     are, saying how many cells have none (``if_missing``: what that means), else after
     running the unfinished cells."""
     from bench import sweep
+    for note in plan.notes:
+        console.print(f"[yellow]warning[/] {note}")
     if not tables_only:
         result = run_cells(plan, console)
         return result.failed, result.records
-    records = sweep.records_of(plan)
+    records, unreadable = sweep.read_cells(plan)
+    for exc in unreadable:
+        console.print(f"[yellow]unreadable record[/] {exc.path}: {exc.reason}; left out (a run without "
+                      "--tables-only reruns the cell)")
     if missing := len(plan.specs) - len(records):
         console.print(f"[yellow]{missing} of {len(plan.specs)} cells have no readable record; {if_missing}[/]")
     return [], records
@@ -368,6 +417,9 @@ def sensitivity_command(args) -> int:
     from bench.tables import backbone_label, signed_interval
     console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
     try:
+        if args.tracker != "none" or args.tracker_uri:
+            raise sweep.UsageError("--tracker/--tracker-uri: sensitivity logs to no tracker; after it, "
+                                   f"export-tracker --out {args.out} logs its records")
         values = sensitivity.parse_values(args.knob, args.values)
         with clip_progress(console) as on_clip:
             plans = sensitivity.plan_study(sweep_options(args), args.knob, values, on_clip,
@@ -399,9 +451,14 @@ def export_tracker_command(args) -> int:
     """Replay the records of every ``<out>/<grid>/runs`` folder into MLflow."""
     from bench.records import RecordError, read_record
     from bench.tracking import log_records
+    from bench.tracking import check_uri
     folders = sorted(p.parent for p in Path(args.out).glob("**/runs") if p.is_dir())
     if not folders:
         return _fail(f"--out {args.out}: no runs/ folder with records under it")
+    try:
+        check_uri(args.tracker_uri)
+    except ValueError as exc:
+        return _fail(str(exc))
     for folder in folders:
         records = []
         for path in sorted((folder / "runs").glob("*.json")):
@@ -486,12 +543,15 @@ def describe_command(args) -> int:
 
 def check_data_command(args) -> int:
     from bench.data.check import check_data, format_report
+    from bench.limits import MAX_SEEDS
+    from bench.sweep import check_range
     try:
-        report = check_data(args.source, quick=args.quick)
+        check_range("--seeds", args.seeds, 1, MAX_SEEDS, "seeds of one sweep")
+        report = check_data(args.source, quick=args.quick, seeds=args.seeds)
     except (KeyError, ValueError) as exc:
         return _fail(str(exc))
     print(format_report(report))
-    return 1 if report.problems else 0
+    return 0 if report.ok else 1
 
 
 def _bench_parser(prog: str) -> argparse.ArgumentParser:
@@ -501,13 +561,26 @@ def _bench_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _bench_setup(args):
+    """The preset and device of ``bench`` / ``time_to_table.py``, every flag checked first."""
     import torch
 
     import backbones
     from bench.grid import validate_axis
+    from bench.limits import cpu_cores
     from bench.presets import get_preset
+    from bench.sweep import UsageError, check_device, check_range, writable_dir
     validate_axis("backbone", args.backbones, backbones.list_backbones())
+    if not args.backbones:
+        raise UsageError("--backbones is empty: give at least one name")
     preset = get_preset(args.preset)
+    check_range("--steps", args.steps, 1)
+    check_range("--warmup", args.warmup, 0)
+    check_range("--workers", args.workers, 0, cpu_cores(), "CPU cores here")
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        raise UsageError(f"--peak-tflops {args.peak_tflops}: must be a number > 0 (TFLOP/s)")
+    check_device(args.device, 0)
+    writable_dir("--out", Path(args.out), 2**20)
+    writable_dir("--cache-dir", Path(args.cache_dir), 2**20)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     return preset, device
 
@@ -546,6 +619,10 @@ def time_to_table_command(argv: list[str]) -> int:
     args = p.parse_args(argv)
     try:
         preset, device = _bench_setup(args)
+        from bench.limits import MAX_SEEDS
+        from bench.sweep import check_range
+        check_range("--seeds", args.seeds, 1, MAX_SEEDS)
+        check_range("--assume-mfu", args.assume_mfu, 1e-3, 1.0, "a fraction of the peak")
     except (KeyError, ValueError) as exc:
         return _fail(str(exc.args[0]))
     import time

@@ -15,19 +15,18 @@ Cells in other processes report their epochs through their claim files
 Workers write the cell's files themselves, so the results folder must be shared with them
 (it is, on one machine; on a cluster use a shared filesystem). The sweep decodes every clip
 into the cache before it starts them, so workers only read it. A worker whose driver dies
-(even by ``kill -9``) stops instead of computing records nobody collects.
+(even by ``kill -9``, even while the worker is still starting) stops instead of computing
+records nobody collects (:mod:`bench.watchdog`).
 """
 from __future__ import annotations
 
 import multiprocessing
-import os
-import socket
-import threading
+import pickle
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 
-from bench import claims
+from bench import claims, watchdog
 from bench.data.store import DataStore
 from bench.runner import RunContext, execute_cell
 
@@ -64,29 +63,9 @@ def worker_devices(gpus: int, jobs_per_gpu: int, jobs: int) -> list[str]:
     return ["cpu"] * max(1, jobs)
 
 
-def watch_driver(host: str, pid: int, every_s: float = 1.0) -> None:
-    """Exit this process as soon as the driver ``host:pid`` is gone (a daemon thread; only
-    on the driver's host, where its pid can be seen)."""
-    if host != socket.gethostname() or _WORKER.get("watching") == (host, pid):
-        return
-    _WORKER["watching"] = (host, pid)
-
-    def loop():
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(3)
-            except PermissionError:
-                pass
-            time.sleep(every_s)
-    threading.Thread(target=loop, daemon=True, name="watch-driver").start()
-
-
-def _init_worker(devices, driver: tuple[str, int]) -> None:
+def _init_worker(devices) -> None:
     _WORKER["device"] = devices.get()
     _WORKER["store"] = DataStore()
-    watch_driver(*driver)
 
 
 def _worker_cell(spec, ctx: RunContext) -> dict:
@@ -95,25 +74,30 @@ def _worker_cell(spec, ctx: RunContext) -> dict:
 
 def process_cells(todo, ctx: RunContext, reporter=None, *, devices: list[str]):
     """One worker process per device slot; cells go to whichever slot is free."""
+    if not todo:
+        return
+    devices = devices[:len(todo)]  # a slot no worker takes would stay in the queue at exit
     mp = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     slots = mp.Queue()
     for d in devices:
         slots.put(d)
-    driver = claims.this_process()
-    with ProcessPoolExecutor(len(devices), mp_context=mp, initializer=_init_worker,
-                             initargs=(slots, driver)) as pool:
-        futures = {pool.submit(_worker_cell, spec, ctx): spec for spec in todo}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
-            report_progress(reporter, ctx, [futures[f] for f in pending])
-            for fut in done:
-                exc = fut.exception()
-                yield futures[fut], (exc if exc is not None else fut.result())
+    try:
+        with ProcessPoolExecutor(len(devices), mp_context=mp, initializer=watchdog.init_worker,
+                                 initargs=(claims.this_process(), "bench.executors:_init_worker", slots)) as pool:
+            futures = {pool.submit(_worker_cell, spec, ctx): spec for spec in todo}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                report_progress(reporter, ctx, [futures[f] for f in pending])
+                for fut in done:
+                    exc = fut.exception()
+                    yield futures[fut], (exc if exc is not None else fut.result())
+    finally:
+        slots.close()
+        slots.cancel_join_thread()  # never wait at exit to hand out a slot nobody asked for
 
 
-def _ray_cell(spec, ctx: RunContext, device: str, driver: tuple[str, int]) -> dict:
-    watch_driver(*driver)
+def _ray_cell(spec, ctx: RunContext, device: str) -> dict:
     if "store" not in _WORKER:  # Ray reuses worker processes: keep their memo
         _WORKER["store"] = DataStore()
     return execute_cell(spec, replace(ctx, device=device), _WORKER["store"])
@@ -126,10 +110,10 @@ def ray_cells(todo, ctx: RunContext, reporter=None, *, address: str | None = Non
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     use_gpu = ray.cluster_resources().get("GPU", 0) >= 1 and (ctx.device == "auto" or ctx.device.startswith("cuda"))
-    task = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=ctx.threads, max_retries=0)(_ray_cell)
+    task = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=ctx.threads, max_retries=0)(watchdog.run_watched)
     device = "cuda" if use_gpu else "cpu"  # inside a task, its one GPU is cuda
     driver = claims.this_process()
-    refs = {task.remote(spec, ctx, device, driver): spec for spec in todo}
+    refs = {task.remote(driver, pickle.dumps((_ray_cell, (spec, ctx, device)))): spec for spec in todo}
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
@@ -141,11 +125,10 @@ def ray_cells(todo, ctx: RunContext, reporter=None, *, address: str | None = Non
                 yield refs[ref], getattr(exc, "cause", None) or exc
 
 
-def _submitit_cell(spec, ctx: RunContext, driver: tuple[str, int]):
+def _submitit_cell(spec, ctx: RunContext):
     """A cell in a submitit job; its error is returned, not raised, so that it arrives as
     itself rather than inside submitit's job-failure text."""
     import torch
-    watch_driver(*driver)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if ctx.device == "auto" else ctx.device
     try:
         return execute_cell(spec, replace(ctx, device=device), DataStore())
@@ -170,7 +153,8 @@ def submitit_cells(todo, ctx: RunContext, reporter=None, *, slurm: dict):
             params["slurm_partition"] = slurm["partition"]
     executor.update_parameters(**params)
     driver = claims.this_process()
-    jobs = executor.map_array(_submitit_cell, todo, [ctx] * len(todo), [driver] * len(todo))
+    jobs = executor.map_array(watchdog.run_watched, [driver] * len(todo),
+                              [pickle.dumps((_submitit_cell, (spec, ctx))) for spec in todo])
     pending = dict(zip(jobs, todo))
     while pending:
         time.sleep(POLL_S)

@@ -7,7 +7,10 @@ minutes; ``smoke`` is tiny everything (seconds per cell) for tests and CI.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
+
+from bench.limits import range_problem
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ PRESETS = {
 SETTABLE = {f.name: {"int": int, "float": float, "str": str}[f.type] for f in fields(Preset)
             if f.name not in ("name", "data_defaults")}
 _POSITIVE = {"lr", "ds_lr", "eps"}
+# Integer settings with other bounds than ">= 1": a contrastive batch needs a positive and a
+# negative; below 16 pixels a frame is less than one ViT patch, above 1024 no cache fits.
+_INT_RANGES = {"batch_size": (2, None), "img_size": (16, 1024)}
 _CHOICES = {"variant": ("paper", "tiny")}
 
 
@@ -73,9 +79,10 @@ def parse_overrides(items: dict[str, object]) -> dict[str, object]:
         except (TypeError, ValueError):
             expected = {int: "an integer", float: "a number", str: "text"}[kind]
             raise ValueError(f"setting {key}={raw!r}: expected {expected}") from None
-        least = 2 if key == "batch_size" else 1  # a contrastive batch needs a positive and a negative
-        if kind is int and value < least:
-            raise ValueError(f"setting {key}={value}: must be at least {least}")
+        if kind is int and (problem := range_problem(value, *_INT_RANGES.get(key, (1, None)))):
+            raise ValueError(f"setting {key}={value}: {problem}")
+        if kind is float and not math.isfinite(value):
+            raise ValueError(f"setting {key}={value}: must be a finite number")
         if kind is float and (value <= 0 if key in _POSITIVE else value < 0):
             raise ValueError(f"setting {key}={value}: must be {'> 0' if key in _POSITIVE else '>= 0'}")
         if key in _CHOICES and value not in _CHOICES[key]:

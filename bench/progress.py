@@ -25,12 +25,20 @@ class RichReporter:
 
     def cell_started(self, spec) -> None:
         """Only the in-process executor reports cell starts and epochs."""
+        self.current, self.first_epoch = spec.run_id, True
         self.progress.update(self.cells, description=f"cells [dim]{spec.run_id}[/]")
         self.progress.reset(self.epoch_task, total=self.epochs, visible=True, description="epochs")
 
     def epoch_done(self, epoch: int, row: dict) -> None:
+        if self.first_epoch and epoch:
+            self.resumed(self.current, epoch)
+            self.progress.update(self.epoch_task, completed=epoch)
+        self.first_epoch = False
         self.progress.update(self.epoch_task, advance=1,
                              description=f"epochs loss {row['loss']:.3f} val-mse {row['val_mse']:.3f}")
+
+    def resumed(self, run_id: str, epoch: int) -> None:
+        self.progress.console.print(f"[cyan]resumed[/] {run_id} from epoch {epoch} of {self.epochs} (its checkpoint)")
 
     def workers_progress(self, running: dict[str, dict]) -> None:
         """Per-epoch progress of cells running in worker processes, Ray tasks or SLURM jobs
@@ -41,6 +49,8 @@ class RichReporter:
             text = f"[dim]{run_id}[/] loss {p.get('loss', float('nan')):.3f} val-mse {p.get('val_mse', float('nan')):.3f}"
             if run_id not in self.workers:
                 self.workers[run_id] = self.progress.add_task(text, total=p.get("epochs"))
+                if p.get("resumed_from"):
+                    self.resumed(run_id, p["resumed_from"])
             self.progress.update(self.workers[run_id], completed=p.get("epoch", 0), description=text)
 
     def cell_done(self, spec, rec) -> None:

@@ -7,10 +7,14 @@ folder's other outputs get (``0666 & ~umask``), so a killed writer leaves no hal
 a shared results folder stays readable.
 
 Anything that cannot be read as a record of this schema raises :class:`RecordError` with
-one line naming the file and what to do, never a bare ``KeyError``.
+one line naming the file and what to do, never a bare ``KeyError``. A record carries the
+sha256 of its own content (``checksum``), so one edited by hand after it was written is
+refused like a corrupt one instead of feeding a table; records written before checksums
+existed have none and are read as they are (the committed reference results among them).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -132,6 +136,13 @@ def write_json_atomic(path: Path, obj: dict) -> None:
     atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
+def content_checksum(obj: dict) -> str:
+    """sha256 of a record's strict JSON without its ``checksum`` field (keys sorted, so it
+    does not depend on the layout of the file)."""
+    body = {k: v for k, v in _strict(obj).items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
 def save_record(path: Path, rec: RunRecord, embeddings: dict[str, np.ndarray] | None = None) -> None:
     """Write the embedding sidecar (``.npz``) first, then the JSON that marks the cell done."""
     path = Path(path)
@@ -139,7 +150,8 @@ def save_record(path: Path, rec: RunRecord, embeddings: dict[str, np.ndarray] | 
         npz = path.with_suffix(".npz")
         atomic_write(npz, lambda f: np.savez_compressed(f, **embeddings))
         rec.embeddings_file = npz.name
-    write_json_atomic(path, asdict(rec))
+    obj = asdict(rec)
+    write_json_atomic(path, {**obj, "checksum": content_checksum(obj)})
 
 
 def read_record(path: Path) -> RunRecord | None:
@@ -157,6 +169,8 @@ def read_record(path: Path) -> RunRecord | None:
         raise RecordError(path, f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(raw, dict):
         raise RecordError(path, "is not a run record (not a JSON object)")
+    if "checksum" in raw and raw["checksum"] != content_checksum(raw):
+        raise RecordError(path, "does not match its checksum (edited by hand since it was written?)")
     if raw.get("schema") != SCHEMA_VERSION:
         raise RecordError(path, f"has record schema {raw.get('schema', 1)!r}, this code reads schema "
                                 f"{SCHEMA_VERSION}")
@@ -169,7 +183,6 @@ def read_record(path: Path) -> RunRecord | None:
     if rec.status not in ("finished", "failed") or (rec.finished and not isinstance(rec.metrics, dict)):
         raise RecordError(path, f"has status {rec.status!r} without metrics")
     return rec
-
 
 
 def load_embeddings(json_path: Path) -> dict[str, np.ndarray] | None:

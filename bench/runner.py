@@ -276,9 +276,13 @@ def execute_cell(spec: RunSpec, ctx: RunContext, store: DataStore,
         checkpoint = Checkpoint(ctx.checkpoint_path(spec), {"run_id": spec.run_id,
                                                              "code": ctx.code_version(spec.row)})
 
+        first_epoch = None  # of this run: > 0 when resumed from the checkpoint
+
         def epoch_done(epoch: int, row: dict) -> None:
+            nonlocal first_epoch
+            first_epoch = epoch if first_epoch is None else first_epoch
             claims.refresh(claim, {"epoch": epoch + 1, "epochs": ctx.preset.epochs, "loss": row["loss"],
-                                   "val_mse": row["val_mse"]})
+                                   "val_mse": row["val_mse"], "resumed_from": first_epoch})
             if on_epoch:
                 on_epoch(epoch, row)
         try:

@@ -21,7 +21,7 @@ from scipy import stats
 
 from bench import sweep
 from bench.data.sources import DEFAULT_SOURCES
-from bench.grid import Row
+from bench.grid import GRIDS, Row
 from bench.records import RunRecord
 from bench.stats import mean_ci
 from bench.tables import DATASET_LABELS, backbone_label, cell_frame, loss_label, signed_interval, summarize
@@ -48,7 +48,8 @@ def value_options(template: sweep.SweepOptions, knob: str, value) -> sweep.Sweep
     """The sweep of one knob value: each dataset's synthetic source with ``knob=value``."""
     data = {}
     sweep.check_datasets(template.datasets, template.data)
-    for d in template.datasets or list(DEFAULT_SOURCES):
+    grid = GRIDS.get(template.grid, lambda: [])()  # an unknown grid is named by sweep.plan
+    for d in template.datasets or list(dict.fromkeys(r.dataset for r in grid)):
         spec = template.data[d] if d in template.data else DEFAULT_SOURCES[d]
         name, _, arg = spec.partition(":")
         if name not in SYNTHETIC:

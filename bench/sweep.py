@@ -17,7 +17,7 @@ import re
 import shutil
 import socket
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -27,6 +27,7 @@ import torch
 from bench.data.scans import DataError, LongitudinalDataset
 from bench.data.store import DataStore, warm_cache
 from bench.grid import Row, RunSpec, expand, grid_rows, select, validate_axis
+from bench.limits import MAX_REMOTE_THREADS, MAX_SEED, MAX_SEEDS, cpu_cores, range_problem
 from bench.presets import Preset, resolve
 from bench.records import RecordError, RunRecord, read_record
 from bench.references import ANY, with_references
@@ -82,6 +83,7 @@ class SweepPlan:
     store: DataStore
     datasets: dict[str, LongitudinalDataset]
     jobs_per_gpu: int = 1  # resolved (``auto`` measured)
+    notes: list[str] = field(default_factory=list)  # warnings for the console: clamped sizes, thin splits
 
 
 @dataclass
@@ -106,9 +108,10 @@ class SweepResult:
     unreadable: dict[str, str]
 
 
-def _positive(name: str, value: int | None, minimum: int = 1) -> None:
-    if value is not None and value < minimum:
-        raise UsageError(f"{name} must be at least {minimum}, got {value}")
+def check_range(flag: str, value, lo=None, hi=None, why: str = "") -> None:
+    """A flag's number in ``[lo, hi]`` or :class:`UsageError` naming the flag (None: not given)."""
+    if value is not None and (problem := range_problem(value, lo, hi, why)):
+        raise UsageError(f"{flag} {problem}")
 
 
 def check_device(device: str, gpus: int) -> None:
@@ -145,35 +148,34 @@ def check_ray(address: str | None, timeout_s: float = 3.0) -> None:
 
 
 def check_options(o: SweepOptions) -> None:
-    """Every flag on its own (no data, no files): one line per problem, the first raised."""
+    """Every flag on its own and against the others (no data, no files): one line per
+    problem, the first raised. Flags that conflict or do nothing here are refused."""
     if o.executor not in ("local", "ray", "submitit"):
         raise UsageError(f"unknown executor {o.executor!r}; valid: local, ray, submitit")
     if o.on_bad_input not in ("fail", "skip"):
         raise UsageError(f"--on-bad-input {o.on_bad_input!r}; valid: fail, skip")
-    _positive("--seeds", o.seeds)
-    _positive("--epochs", o.epochs)
-    _positive("--jobs", o.jobs)
-    if o.jobs_per_gpu == "auto":
-        if not o.gpus:
-            raise UsageError("--jobs-per-gpu auto packs cells on GPUs: use it with --gpus N")
-    else:
-        _positive("--jobs-per-gpu", o.jobs_per_gpu)
-    _positive("--threads-per-cell", o.threads_per_cell)
-    _positive("--gpus", o.gpus, 0)
-    if o.seed_list is not None:
-        if not o.seed_list:
-            raise UsageError("--seed-list is empty; give seeds like 0,1,2")
-        repeated = sorted({s for s in o.seed_list if o.seed_list.count(s) > 1})
-        if repeated:
-            raise UsageError(f"--seed-list repeats seed(s) {', '.join(map(str, repeated))}: each seed is one cell")
-        if min(o.seed_list) < 0:
-            raise UsageError(f"--seed-list: seeds must be >= 0, got {min(o.seed_list)}")
+    for flag, values in (("--backbones", o.backbones), ("--losses", o.losses), ("--sims", o.sims),
+                         ("--datasets", o.datasets)):
+        if values is not None and not values:
+            raise UsageError(f"{flag} is empty: give at least one name (leave the flag out for the grid's own)")
+    _check_seeds(o)
+    check_range("--epochs", o.epochs, 1)
+    check_range("--jobs", o.jobs, 1)
+    cores = cpu_cores()
+    if o.jobs_per_gpu != "auto":
+        check_range("--jobs-per-gpu", o.jobs_per_gpu, 1, cores, "one worker process per slot, CPU cores here")
+    if o.jobs_per_gpu != 1 and not o.gpus:
+        raise UsageError(f"--jobs-per-gpu {o.jobs_per_gpu} packs cells on GPUs: use it with --gpus N")
+    threads_hi = (cores, "CPU cores here") if o.executor == "local" else (MAX_REMOTE_THREADS, "")
+    check_range("--threads-per-cell", o.threads_per_cell, 1, *threads_hi)
+    check_range("--gpus", o.gpus, 0)
     if o.gpus and o.jobs > 1:
         raise UsageError("--jobs is for CPU cells; with --gpus use --jobs-per-gpu")
     if o.executor != "local" and (o.gpus or o.jobs > 1 or o.jobs_per_gpu != 1):
         raise UsageError(f"--gpus/--jobs/--jobs-per-gpu belong to the local executor; {o.executor} places cells itself")
     if o.address and o.executor != "ray":
         raise UsageError("--address is a Ray cluster address: use it with --executor ray")
+    _check_slurm(o)
     check_device(o.device, o.gpus)
     if o.executor == "ray":
         check_ray(o.address)
@@ -181,7 +183,38 @@ def check_options(o: SweepOptions) -> None:
         raise UsageError("--executor submitit needs submitit: pip install 'learner-bench[slurm]'")
 
 
-def _writable_dir(flag: str, path: Path, need_bytes: int) -> None:
+def _check_seeds(o: SweepOptions) -> None:
+    if o.seeds is not None and o.seed_list is not None:
+        raise UsageError(f"--seeds {o.seeds} and --seed-list {','.join(map(str, o.seed_list))} both choose the "
+                         "seeds: give one of them")
+    check_range("--seeds", o.seeds, 1, MAX_SEEDS, "seeds of one sweep")
+    if o.seed_list is None:
+        return
+    if not o.seed_list:
+        raise UsageError("--seed-list is empty; give seeds like 0,1,2")
+    repeated = sorted({s for s in o.seed_list if o.seed_list.count(s) > 1})
+    if repeated:
+        raise UsageError(f"--seed-list repeats seed(s) {', '.join(map(str, repeated))}: each seed is one cell")
+    if min(o.seed_list) < 0:
+        raise UsageError(f"--seed-list: seeds must be >= 0, got {min(o.seed_list)}")
+    check_range("--seed-list: a seed", max(o.seed_list), 0, MAX_SEED)
+    check_range("--seed-list: the number of seeds", len(o.seed_list), 1, MAX_SEEDS, "seeds of one sweep")
+
+
+SLURM_FLAGS = {"partition": "--slurm-partition", "time_min": "--slurm-time", "gpus_per_task": "--slurm-gpus-per-task",
+               "cpus_per_task": "--slurm-cpus-per-task", "folder": "--slurm-folder"}
+
+
+def _check_slurm(o: SweepOptions) -> None:
+    """SLURM settings belong to ``--executor submitit`` and must be runnable there."""
+    given = [SLURM_FLAGS.get(k, k) for k, v in o.slurm.items() if v is not None]
+    if given and o.executor != "submitit":
+        raise UsageError(f"{', '.join(given)}: SLURM settings, use them with --executor submitit")
+    for key, lo in (("time_min", 1), ("gpus_per_task", 0), ("cpus_per_task", 1)):
+        check_range(SLURM_FLAGS[key], o.slurm.get(key), lo)
+
+
+def writable_dir(flag: str, path: Path, need_bytes: int) -> None:
     """``path`` is (or can be made) a folder we can write, with ``need_bytes`` free."""
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
@@ -239,21 +272,38 @@ def _data(o: SweepOptions, rows: list[Row], ctx: RunContext, store: DataStore) -
     return out
 
 
-def _check_splits(datasets: dict[str, LongitudinalDataset], seeds: list[int]) -> None:
-    """Every seed's patient split has train and test pairs of more than one label."""
-    from bench.data.pairs import make_pairs, pairs_by_split, split_problem
-    from bench.data.splits import evaluation_scans, split_patients
-    for name, ds in datasets.items():
-        scans = evaluation_scans(ds)  # the test pairs of a held-out cohort, if the source has one
-        pairs = make_pairs(scans, ds.rule)
-        for seed in seeds:
-            try:
-                problem = split_problem(pairs_by_split(pairs, split_patients(scans, seed), len(scans)))
-            except ValueError as exc:
-                problem = str(exc)
-            if problem:
-                raise UsageError(f"{name} ({ds.name}, {ds.n_patients} patients), seed {seed}: {problem}; "
-                                 "use more patients")
+def _check_splits(datasets: dict[str, LongitudinalDataset], seeds: list[int]) -> list[str]:
+    """Every seed's patient split can train and score the classifier (else UsageError);
+    returns a warning line per dataset whose test splits are thin."""
+    from bench.data.check import split_findings
+    from bench.data.splits import evaluation_scans
+    notes = []
+    for name, ds in datasets.items():  # the test pairs of a held-out cohort, if the source has one
+        problem, warning = split_findings(evaluation_scans(ds), ds.rule, seeds)
+        if problem:
+            raise UsageError(f"{name} ({ds.name}, {ds.n_patients} patients), {problem}; use more patients")
+        if warning:
+            notes.append(f"{name} ({ds.name}, {ds.n_patients} patients): {warning}")
+    return notes
+
+
+def _check_relevant(o: SweepOptions, rows: list[Row]) -> None:
+    """Weights and data sources must name a backbone / dataset the grid runs."""
+    for flag, given, axis in (("--pretrained", o.pretrained, "backbone"), ("--data", o.data, "dataset")):
+        have = list(dict.fromkeys(getattr(r, axis) for r in rows))
+        for name, value in given.items():
+            if name not in have:
+                raise UsageError(f"{flag} {name}={value}: the grid has no {name} row ({axis}s: {', '.join(have)})")
+
+
+def _cpu_jobs(o: SweepOptions) -> tuple[SweepOptions, list[str]]:
+    """``--jobs`` clamped to the cells this machine's cores can run at once (the numbers do
+    not depend on it), with the line that says so."""
+    most = max(1, cpu_cores() // o.threads_per_cell)
+    if o.executor != "local" or o.gpus or o.jobs <= most:
+        return o, []
+    return replace(o, jobs=most), [f"--jobs {o.jobs}: {cpu_cores()} CPU cores run at most {most} cell(s) of "
+                                   f"{o.threads_per_cell} thread(s) at once; running {most}"]
 
 
 def plan(o: SweepOptions, *, decode: bool = True,
@@ -287,33 +337,32 @@ def plan(o: SweepOptions, *, decode: bool = True,
         rows = select(rows, axis, values)
     if not rows:
         raise UsageError("the filters leave no cell to run")
-    if unused := sorted(set(o.data) - {r.dataset for r in rows}):
-        raise UsageError(f"--data {unused[0]}=…: the grid has no dataset {unused[0]!r} "
-                         f"(it has {', '.join(dict.fromkeys(r.dataset for r in rows))}); add --datasets {unused[0]}")
+    _check_relevant(o, rows)
+    o, notes = _cpu_jobs(o)
     seeds = o.seed_list or list(range(o.seeds or preset.seeds))
     ctx = RunContext(out_dir=Path(o.out) / (o.folder or o.grid), preset=preset, data_specs=dict(o.data),
                      pretrained=dict(o.pretrained), device=o.device, amp=o.amp, cache_dir=Path(o.cache_dir),
                      on_bad_input=o.on_bad_input, compile=o.compile, threads=o.threads_per_cell)
     if decode:
         need = max(cell_bytes(b, preset) for b in dict.fromkeys(r.backbone for r in rows) if b != ANY)
-        _writable_dir("--out", ctx.out_dir, need)
+        writable_dir("--out", ctx.out_dir, need)
     store = DataStore()
     datasets = _data(o, rows, ctx, store)
-    _check_splits(datasets, seeds)
+    split_notes = _check_splits(datasets, seeds)
     if o.references:
         rows = with_references(rows, lambda d: datasets[d].latent_severity is not None)
     if decode:
         from bench.data.splits import cohorts
         clip_bytes = sum(len(c) * preset.cache_frames * preset.img_size ** 2
                          for ds in datasets.values() for c in cohorts(ds))
-        _writable_dir("--cache-dir", ctx.cache_dir, clip_bytes)
+        writable_dir("--cache-dir", ctx.cache_dir, clip_bytes)
         warm_cache(list(datasets.values()), preset.cache_frames, preset.img_size, ctx.cache_dir, on_clip)
         datasets = _data(o, rows, ctx, store)  # what the cells will read (decoding may drop rows)
-        _check_splits(datasets, seeds)
+        split_notes = _check_splits(datasets, seeds)
     ctx.data_keys = {name: ds.cache_key for name, ds in datasets.items()}
     specs = expand(o.grid, rows, seeds, preset.name, ctx.settings_for)
     jobs_per_gpu = pack_cells(rows, preset, o) if o.jobs_per_gpu == "auto" and decode else o.jobs_per_gpu
-    return SweepPlan(o, ctx, rows, seeds, specs, store, datasets, jobs_per_gpu)
+    return SweepPlan(o, ctx, rows, seeds, specs, store, datasets, jobs_per_gpu, notes + split_notes)
 
 
 def pack_cells(rows: list[Row], preset: Preset, o: SweepOptions) -> int:
@@ -365,9 +414,21 @@ def make_executor(p: SweepPlan):
     return partial(local_cells, store=p.store)
 
 
+def read_cells(p: SweepPlan) -> tuple[list[RunRecord], list[RecordError]]:
+    """The readable records of the plan's cells, in grid order (``--tables-only``), and the
+    error of each unreadable one (corrupt, foreign, or edited since it was written)."""
+    records, unreadable = [], []
+    for _, rec in _read_records(p):
+        if isinstance(rec, RecordError):
+            unreadable.append(rec)
+        elif rec is not None:
+            records.append(rec)
+    return records, unreadable
+
+
 def records_of(p: SweepPlan) -> list[RunRecord]:
-    """The readable records of the plan's cells, in grid order (``--tables-only``)."""
-    return [rec for _, rec in _read_records(p) if isinstance(rec, RunRecord)]
+    """The readable records of the plan's cells, in grid order."""
+    return read_cells(p)[0]
 
 
 def run(p: SweepPlan | SweepOptions, reporter=None, cells=None) -> SweepResult:

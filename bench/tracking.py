@@ -11,13 +11,48 @@ SQLite file beside the results (``<out>/<grid>/mlflow.db``, artifacts in ``mlart
 """
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bench.records import RunRecord
 
 HISTORY_METRICS = ("loss", "mse", "contrastive", "val_mse")
 FINAL_METRICS = ("accuracy", "macro_f1", "weighted_f1", "spearman_within")
+
+
+STORE_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks", "file", "")
+
+
+def check_uri(uri: str | None, timeout_s: float = 3.0) -> None:
+    """Before any cell runs: MLflow is installed and can use ``uri`` (a server answers
+    within ``timeout_s``); else ``ValueError``, one line. The default store (None) is a
+    SQLite file in the results folder, which the sweep checks is writable."""
+    try:
+        from mlflow import MlflowClient
+    except ImportError:
+        raise ValueError("--tracker mlflow needs MLflow: pip install 'learner-bench[tracker]'") from None
+    if uri is None:
+        return
+    parts = urlsplit(uri)
+    scheme = parts.scheme.partition("+")[0]
+    if scheme not in STORE_SCHEMES:
+        raise ValueError(f"--tracker-uri {uri}: MLflow has no store for {scheme or 'a plain path'!r}; "
+                         "valid: http(s)://HOST:PORT, sqlite:///FILE.db, postgresql://, mysql://, mssql://, databricks")
+    if scheme in ("http", "https"):
+        try:
+            socket.create_connection((parts.hostname, parts.port or (443 if scheme == "https" else 80)),
+                                     timeout=timeout_s).close()
+        except (OSError, TypeError) as exc:
+            raise ValueError(f"--tracker-uri {uri}: nothing answers there within {timeout_s:g} s "
+                             f"({getattr(exc, 'strerror', None) or exc}); is the MLflow server running?") from None
+        return
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as exc:  # MLflow's own reasons (driver missing, file store retired, bad path)
+        reason = str(exc).strip().split(". ")[0].splitlines()[0][:200]
+        raise ValueError(f"--tracker-uri {uri}: MLflow cannot use it ({reason})") from None
 
 
 def _client(uri: str | None, out_dir: Path):

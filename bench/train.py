@@ -241,7 +241,10 @@ def train_classifier(x: dict[str, torch.Tensor], y: dict[str, np.ndarray], prese
     """3-way MLP on pair features; selected on val macro-F1, reported on test pairs.
 
     Features are standardised with train-pair statistics (embedding scales differ wildly
-    between backbones and losses).
+    between backbones and losses). Like pretraining, a classifier that diverges (a
+    non-finite loss) or collapses (one class for every train pair at every epoch, though
+    they hold several) raises :class:`Diverged`: its test scores would be a failure
+    recorded as a result.
     """
     torch.manual_seed(seed)
     device = x["train"].device
@@ -259,21 +262,32 @@ def train_classifier(x: dict[str, torch.Tensor], y: dict[str, np.ndarray], prese
         with torch.no_grad():
             return clf(x[split]).argmax(1).cpu().numpy()
 
+    collapsed = len(np.unique(y["train"])) > 1  # until an epoch predicts more than one class
     for epoch in range(preset.ds_epochs):
         clf.train()
         perm = torch.randperm(len(y_train), generator=gen, device=device)
+        losses = []
         for s in range(0, len(perm), preset.ds_batch_size):
             idx = perm[s:s + preset.ds_batch_size]
             loss = nn.functional.cross_entropy(clf(x["train"][idx]), y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            losses.append(loss.detach())
+        losses = torch.stack(losses)
+        if not torch.isfinite(losses).all():  # the epoch's one sync
+            raise Diverged(f"downstream classifier diverged at epoch {epoch + 1} of {preset.ds_epochs} "
+                           f"(loss = {losses[~torch.isfinite(losses)][0].item():g}, ds_lr = {preset.ds_lr:g})")
+        collapsed = collapsed and len(np.unique(predict("train"))) == 1
         if len(y["val"]):
             f1 = f1_score(y["val"], predict("val"), labels=[0, 1, 2], average="macro", zero_division=0)
         else:
             f1 = 0.0  # no validation pairs: the last epoch is kept
         if f1 > best_f1 or not len(y["val"]):
             best_f1, best_epoch, best_state = f1, epoch, copy.deepcopy(clf.state_dict())
+    if collapsed:
+        raise Diverged(f"downstream classifier collapsed: it predicted one class for every train pair at every "
+                       f"one of {preset.ds_epochs} epochs (ds_lr = {preset.ds_lr:g})")
     clf.load_state_dict(best_state)
     pred = predict("test")
     return DownstreamResult(classification_metrics(y["test"], pred), best_epoch, best_f1, pred, y["test"])

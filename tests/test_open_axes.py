@@ -129,7 +129,7 @@ def test_unknown_names_are_one_line_usage_errors(usage_error):
     usage_error(["--sims", "dot", "--preset", "smoke"], "unknown similarity 'dot'; valid: cos, l2")
     usage_error(["--datasets", "knee", "--preset", "smoke"], "dataset 'knee' has no default source")
     usage_error(["--grid", "table3", "--data", "knee=synthetic-lus", "--preset", "smoke"],
-                "--data knee=…: the grid has no dataset 'knee' (it has lus, adni); add --datasets knee")
+                "--data knee=synthetic-lus: the grid has no knee row (datasets: lus, adni)")
     usage_error(["--grid", "table3", "--data", "lus=synthetic-mri", "--preset", "smoke"],
                 "'lus' is the paper's lus dataset, printed beside its published numbers, but this source gives mri")
     usage_error(["--datasets", "Knee-1", "--data", "Knee-1=synthetic-lus", "--preset", "smoke"],

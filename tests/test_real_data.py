@@ -317,7 +317,7 @@ def test_visit_indices_sf_ratio_and_scan_ids(lus):
     dataset = load_dataset(_manifest(root, table, header))
     assert str(dataset.scans["visit"].dtype) == "Int64" and list(dataset.scans["scan_id"]) == [
         f"clip{i}" for i in range(7)]
-    report = check_data(f"lus-manifest:{root / 'manifest.csv'}")
+    report = check_data(f"lus-manifest:{root / 'manifest.csv'}", seeds=1)  # three patients: one seed's split
     # P03 is listed out of visit order: v2 120, v3 190, v1 350 -> v1->v2 worse, v2->v3 better.
     assert report.pairs == {"deteriorated": 2, "same": 0, "improved": 2} and report.ok
 
@@ -411,7 +411,7 @@ def test_adni_bad_input(adni):
 
 def test_check_data_clean_fixture(lus):
     root, _ = lus
-    text = format_report(check_data(f"lus-manifest:{root / 'manifest.csv'}"))
+    text = format_report(check_data(f"lus-manifest:{root / 'manifest.csv'}", seeds=1))  # three patients: one split
     assert "scans: 7 usable of 7 found, patients: 3" in text
     assert "visits per patient: min 2, mean 2.33, max 3" in text
     assert "pairs: 4 (deteriorated 1, same 1, improved 2)" in text
@@ -429,7 +429,9 @@ def test_check_data_other_sources():
         return scans_mod.LongitudinalDataset("tiny", "mri", table, lambda *a: None, "k", "MMSE", rule=MMSE_RULE)
 
     report = check_data("test-tiny")
-    assert report.ok and report.pairs == {"deteriorated": 1, "same": 0, "improved": 1}
+    assert report.pairs == {"deteriorated": 1, "same": 0, "improved": 1} and not report.problems
+    # two patients: what a sweep refuses, check-data refuses too
+    assert not report.ok and report.split_problem == "seed 0: need at least 3 patients for train/val/test splits, have 2"
+    assert "problems in rows: none" in format_report(report)
     report = check_data("test-tiny:delta=6")  # the spec's rule over the source's: |change| < 6 is "same"
     assert report.pairs == {"deteriorated": 1, "same": 1, "improved": 0}
-    assert "problems: none" in format_report(report)

@@ -19,12 +19,17 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
-from bench.data.pairs import PairRule, label_counts, make_pairs, rule_from_options
+from bench.data.pairs import (LABELS, PairRule, label_counts, make_pairs, pairs_by_split, rule_from_options,
+                              split_problem)
 from bench.data.readers import ClipWarning
 from bench.data.scans import DataError, Problem, apply_policy
 from bench.data.sources import check_spec, load_dataset, parse_spec, source_module, split_rule_options
+from bench.data.splits import evaluation_scans, split_patients
+
+THIN_TEST_PAIRS = 5   # fewer test pairs of a label than this: its F1 rests on a handful of pairs
 
 
 @dataclass
@@ -44,10 +49,11 @@ class DataReport:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     decoded: bool | None = None  # real data: every clip decoded in full (False: quick probe)
+    split_problem: str | None = None  # why a sweep would refuse the usable scans' patient splits
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.split_problem
 
 
 def _summarise(report: DataReport, scans: pd.DataFrame, rule: PairRule) -> None:
@@ -60,6 +66,41 @@ def _summarise(report: DataReport, scans: pd.DataFrame, rule: PairRule) -> None:
     score = scans["score"].astype(float)
     report.score_range = (float(score.min()), float(score.max()))
     report.pairs = label_counts(make_pairs(scans, rule))
+
+
+def split_findings(scans: pd.DataFrame, rule: PairRule, seeds) -> tuple[str | None, str | None]:
+    """(why some seed's patient split cannot train and test the 3-way classifier, or None;
+    a warning when a label of the data has fewer than ``THIN_TEST_PAIRS`` test pairs in some
+    split, or None). Every sweep runs this before training, and check-data runs it too, so
+    both accept and refuse the same data. A label without test pairs is a warning, not an
+    error: the smoke preset's own 24-patient split (seed 0) has one."""
+    pairs = make_pairs(scans, rule)
+    present, thin = set(pairs["label"]), {}
+    for seed in seeds:
+        try:
+            by_split = pairs_by_split(pairs, split_patients(scans, seed), len(scans))
+        except ValueError as exc:
+            return f"seed {seed}: {exc}", None
+        if problem := split_problem(by_split):
+            return f"seed {seed}: {problem}", None
+        counts = np.bincount(by_split["test"]["label"], minlength=3)
+        low = [f"{counts[i]} {LABELS[i]}" for i in sorted(present) if counts[i] < THIN_TEST_PAIRS]
+        if low:
+            thin[seed] = ", ".join(low)
+    if not thin:
+        return None, None
+    seed, low = next(iter(thin.items()))
+    return None, (f"thin test split: {len(thin)} of {len(seeds)} seed(s) have fewer than {THIN_TEST_PAIRS} test pairs "
+                  f"of a label (seed {seed}: {low}); their F1 rests on a handful of pairs (a label without test "
+                  "pairs counts as F1 0)")
+
+
+def _check_splits(report: DataReport, scans: pd.DataFrame, rule: PairRule, seeds: int) -> None:
+    if scans.empty:
+        return
+    report.split_problem, warning = split_findings(scans, rule, range(seeds))
+    if warning:
+        report.warnings.append(warning)
 
 
 @contextmanager
@@ -77,11 +118,13 @@ def _progress_bar(what: str):
 
 
 def check_data(spec: str, on_bad_input: str = "fail", *, quick: bool = False,
-               progress: bool | Callable[[int, int], None] = True) -> DataReport:
+               progress: bool | Callable[[int, int], None] = True, seeds: int = 5) -> DataReport:
     """Validate a source spec and summarise it; problems are collected, never raised.
 
     ``quick``: probe files instead of decoding every clip. ``progress``: a progress bar on
-    stderr (True), none (False), or a callable ``on_file(i, n)``.
+    stderr (True), none (False), or a callable ``on_file(i, n)``. ``seeds``: the patient
+    splits of seeds 0..seeds-1 are checked as a sweep checks them (default: the paper
+    preset's 5 seeds).
     """
     report = DataReport(spec, on_bad_input)
     check_spec(spec)
@@ -102,8 +145,10 @@ def check_data(spec: str, on_bad_input: str = "fail", *, quick: bool = False,
                 usable, _ = apply_policy(spec, scans, report.problems, "skip")
             except DataError:  # table-wide problems: nothing is usable
                 usable = scans.iloc[:0]
-            _summarise(report, usable, rule_from_options(rule_options, module.RULE, spec))
+            rule = rule_from_options(rule_options, module.RULE, spec)
+            _summarise(report, usable, rule)
         else:
+            usable = None
             try:
                 dataset = load_dataset(spec, on_bad_input=on_bad_input)
             except DataError as e:
@@ -112,9 +157,12 @@ def check_data(spec: str, on_bad_input: str = "fail", *, quick: bool = False,
                 report.kind, report.score_name = dataset.kind, dataset.score_name
                 report.problems = list(dataset.skipped)
                 report.n_scans_found = len(dataset.scans) + len({p.scan_id for p in dataset.skipped})
-                _summarise(report, dataset.scans, dataset.rule)
+                usable, rule = evaluation_scans(dataset), dataset.rule  # the test pairs a sweep scores
+                _summarise(report, dataset.scans, rule)
     report.warnings = list(dict.fromkeys(str(w.message) for w in caught
                                          if issubclass(w.category, ClipWarning)))
+    if usable is not None:
+        _check_splits(report, usable, rule, seeds)
     return report
 
 
@@ -138,8 +186,10 @@ def format_report(report: DataReport) -> str:
         lines.append(f"  pairs: {total} (" + ", ".join(f"{k} {v}" for k, v in report.pairs.items()) + ")")
     for w in report.warnings:
         lines.append(f"  warning: {w}")
+    if report.split_problem:
+        lines.append(f"  patient split, {report.split_problem}; a sweep refuses these data: use more patients")
     if not report.problems:
-        lines.append("  problems: none")
+        lines.append("  problems: none" if report.ok else "  problems in rows: none")
         return "\n".join(lines)
     if report.on_bad_input == "skip":
         verdict = "the rows they name are skipped (--on-bad-input skip)"

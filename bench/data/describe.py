@@ -50,6 +50,7 @@ from scipy.stats import spearmanr
 
 from bench.data.pairs import LABELS, label_counts, make_pairs, pairs_by_split
 from bench.data.scans import LongitudinalDataset
+from bench.limits import range_problem
 
 BIOMARKERS = {"lus": "subpleural brightness / clip mean", "mri": "dark fraction of head, central slices"}
 APPEARANCE = {"lus": "near-field brightness (top quarter of the image)",
@@ -134,12 +135,20 @@ def oracle(dataset: LongitudinalDataset, seed: int = 0) -> dict | None:
     return out
 
 
+def _check_render_size(frames: int, size: int) -> None:
+    """Clips of at least one frame and one ViT patch, and small enough to render."""
+    for flag, value, lo, hi in (("--frames", frames, 1, 256), ("--size", size, 16, 1024)):
+        if problem := range_problem(value, lo, hi):
+            raise ValueError(f"describe {flag} {problem}")
+
+
 def describe(dataset: LongitudinalDataset, frames: int = 8, size: int = 64, max_clips: int | None = None) -> dict:
     """Sizes, label balance, nuisance dominance and score recoverability of ``dataset``.
 
     Table statistics use every scan; image statistics use whole patients, in table order,
     until ``max_clips`` clips (all when None).
     """
+    _check_render_size(frames, size)
     start = time.perf_counter()
     scans = dataset.scans
     rule = dataset.rule

@@ -78,6 +78,7 @@ import pandas as pd
 from bench.data.pairs import SF_RULE
 from bench.data.scans import LongitudinalDataset, apply_policy, table_problems
 from bench.data.sources import parse_kv, register_source
+from bench.limits import MAX_PATIENTS
 
 VERSION = 1
 PAPER_PATIENTS, PAPER_CLIPS = 189, 718
@@ -99,8 +100,9 @@ TEST_PATIENTS = 400
 KEYED_IF_SET = {"keyed_if_set": True}
 
 
-# Valid ranges of the difficulty knobs both generators share (None: no upper bound).
-KNOB_RANGES = {"label_noise": (0.0, None), "shortcut": (0.0, 1.0)}
+# Valid ranges of the knobs both generators share (None: no upper bound; the cohort's size
+# is bounded because a cohort nobody can run would hang the sweep before it prints a word).
+KNOB_RANGES = {"label_noise": (0.0, None), "shortcut": (0.0, 1.0), "n_patients": (1, MAX_PATIENTS)}
 
 
 def check_knobs(source: str, config) -> None:
