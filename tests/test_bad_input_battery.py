@@ -169,7 +169,7 @@ def test_a_config_flag_wins_over_the_files_seeds(tmp_path, cache, capsys):
 
 
 def test_a_thin_split_is_a_warning_line(tmp_path, cache, capsys):
-    argv = one_cell(tmp_path, cache, "--data", "lus=synthetic-lus:n_patients=4", "--tables-only")
+    argv = one_cell(tmp_path, cache, "--data", "lus=synthetic-lus:n_patients=4,test_patients=0", "--tables-only")
     assert main(argv) == 0
     assert ("warning lus (synthetic-lus, 4 patients): thin test split: 1 of 1 seed(s) have fewer than 5 test "
             "pairs of a label (seed 0: 1 deteriorated, 1 same, 0 improved)") in capsys.readouterr().out
