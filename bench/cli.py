@@ -533,9 +533,12 @@ def list_registry_command(console: Console, axis: str) -> int:
 def describe_command(args) -> int:
     from bench.data import load_dataset
     from bench.data.describe import describe, format_description
+    from bench.references import oracle_figures
     try:
         for spec in args.source:
-            print(format_description(describe(load_dataset(spec), frames=args.frames, size=args.size)))
+            dataset = load_dataset(spec)
+            figures = describe(dataset, frames=args.frames, size=args.size)
+            print(format_description({**figures, "oracle": oracle_figures(dataset)}))
     except (KeyError, ValueError) as exc:
         return _fail(str(exc))
     return 0

@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.data.pairs import make_pairs
+from bench.data.describe import spearman
+from bench.data.pairs import make_pairs, pairs_by_split
 from bench.data.scans import LongitudinalDataset
-from bench.data.splits import cohorts
+from bench.data.splits import cohorts, evaluation_scans, split_patients
 from bench.grid import Row
-from bench.presets import Preset
+from bench.presets import Preset, get_preset
 from bench.train import DownstreamResult, pair_features, train_classifier
 
 REFERENCES = ("majority", "untrained", "oracle")
@@ -106,3 +107,35 @@ def oracle_classifier(ds: LongitudinalDataset, pair_split: dict[str, pd.DataFram
         labels[k] = pairs["label"].to_numpy()
     trained_on.update(train_pairs=len(labels["train"]), val_pairs=len(labels["val"]))
     return train_classifier(feats, labels, preset, seed), trained_on
+
+
+ORACLE_PRESET = "quick"  # the downstream classifier's settings for describe's oracle line
+
+
+def oracle_figures(dataset: LongitudinalDataset, seed: int = 0) -> dict | None:
+    """What ``describe`` prints of the oracle: this row's classifier (``quick`` settings) on the
+    test pairs of the seed-``seed`` split (the held-out cohort's, if the source has one), and
+    the Spearman correlation of latent change with score change over all consecutive pairs;
+    None when the source has no ``latent_severity`` hook (real data)."""
+    if dataset.latent_severity is None:
+        return None
+    rule = dataset.rule
+    own = make_pairs(dataset.scans, rule)
+    severity = np.array([dataset.latent_severity(row) for _, row in dataset.scans.iterrows()], dtype=np.float32)
+    d_sev = severity[own["b"]] - severity[own["a"]]
+    out = {"seed": seed, "test_pairs": 0, "macro_f1": float("nan"), "accuracy": float("nan"),
+           "spearman_within": spearman(d_sev, (own["score_b"] - own["score_a"]).to_numpy())}
+    scans = evaluation_scans(dataset)
+    if dataset.n_patients < 3:       # no 3-way split, no oracle figures (NaN)
+        return out
+    by_split = pairs_by_split(make_pairs(scans, rule), split_patients(scans, seed), len(scans))
+    out["test_pairs"] = len(by_split["test"])
+    if len(by_split["train"]) and len(by_split["test"]):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)   # 3 features: extra threads only add start-up cost (0.4 s vs 15 s, busy 2 cores)
+        try:
+            result, _ = oracle_classifier(dataset, by_split, rule, get_preset(ORACLE_PRESET), seed, torch.device("cpu"))
+        finally:
+            torch.set_num_threads(threads)
+        out.update(macro_f1=float(result.metrics["macro_f1"]), accuracy=float(result.metrics["accuracy"]))
+    return out

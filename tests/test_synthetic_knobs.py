@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from bench.data.describe import describe, format_description, oracle
+from bench.data.describe import describe, format_description
+from bench.references import oracle_figures as oracle
 from bench.data.sources import load_dataset
 from bench.data.synthetic_lus import render as render_lus
 from bench.data.synthetic_mri import render as render_mri
@@ -137,8 +138,9 @@ def test_oracle_hook_returns_the_rendered_severity():
 
 def test_describe_reports_the_knobs_and_no_oracle_for_real_data():
     ds = load_dataset("synthetic-lus:n_patients=12")
-    text = format_description(describe(ds, frames=2, size=16))
+    text = format_description({**describe(ds, frames=2, size=16), "oracle": oracle(ds)})
     assert "shortcut statistic: near-field brightness" in text and "oracle (classifier" in text
     real = dataclasses.replace(ds, latent_severity=None)
     assert oracle(real) is None
-    assert "oracle: none" in format_description(describe(real, frames=2, size=16))
+    assert "oracle: none" in format_description({**describe(real, frames=2, size=16), "oracle": None})
+    assert "oracle" not in format_description(describe(ds, frames=2, size=16))  # not computed: not printed

@@ -24,7 +24,8 @@ What the generators' ``label_noise`` and ``shortcut`` knobs do, measured the sam
 every source:
 
 * Oracle (label noise; only for sources with the ``latent_severity`` hook, i.e. synthetic
-  ones, and without rendering): the oracle reference row's classifier (``quick`` preset
+  ones, and without rendering; computed by :func:`bench.references.oracle_figures` and
+  passed in as ``d["oracle"]``, since it trains a classifier): the oracle reference row's classifier (``quick`` preset
   settings) given per scan only the latent severity the clip was rendered with,
   ``[sev_a, sev_b, sev_b − sev_a]``, trained on a large generated cohort's pairs, reported
   on the test pairs of the seed-0 split — the held-out cohort's when the source has one
@@ -48,14 +49,13 @@ import pandas as pd
 from scipy import ndimage as ndi
 from scipy.stats import spearmanr
 
-from bench.data.pairs import LABELS, label_counts, make_pairs, pairs_by_split
+from bench.data.pairs import LABELS, label_counts, make_pairs
 from bench.data.scans import LongitudinalDataset
 from bench.limits import range_problem
 
 BIOMARKERS = {"lus": "subpleural brightness / clip mean", "mri": "dark fraction of head, central slices"}
 APPEARANCE = {"lus": "near-field brightness (top quarter of the image)",
               "mri": "head area (share of the field of view, central slices)"}
-ORACLE_PRESET = "quick"   # the downstream classifier's settings for the oracle
 
 
 def icc1(values: np.ndarray, groups: np.ndarray) -> float:
@@ -94,45 +94,11 @@ def _biomarker_and_appearance(kind: str, clip: np.ndarray, mean_img: np.ndarray,
     return (float(np.mean(fractions)) if fractions else float("nan")), float(np.mean(areas))
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
         return float("nan")
     return float(spearmanr(a[ok], b[ok]).statistic)
-
-
-def oracle(dataset: LongitudinalDataset, seed: int = 0) -> dict | None:
-    """The oracle reference row's classifier (:func:`bench.references.oracle_classifier`, ``quick``
-    settings) on the test pairs of the seed-0 split (the held-out cohort's, if the source has one);
-    None when the source has no ``latent_severity`` hook (real data)."""
-    if dataset.latent_severity is None:
-        return None
-    import torch
-
-    from bench.data.splits import evaluation_scans, split_patients
-    from bench.presets import get_preset
-    from bench.references import oracle_classifier
-
-    rule = dataset.rule
-    own = make_pairs(dataset.scans, rule)
-    severity = np.array([dataset.latent_severity(row) for _, row in dataset.scans.iterrows()], dtype=np.float32)
-    d_sev = severity[own["b"]] - severity[own["a"]]
-    out = {"seed": seed, "test_pairs": 0, "macro_f1": float("nan"), "accuracy": float("nan"),
-           "spearman_within": _spearman(d_sev, (own["score_b"] - own["score_a"]).to_numpy())}
-    scans = evaluation_scans(dataset)
-    if dataset.n_patients < 3:       # no 3-way split, no oracle figures (NaN)
-        return out
-    by_split = pairs_by_split(make_pairs(scans, rule), split_patients(scans, seed), len(scans))
-    out["test_pairs"] = len(by_split["test"])
-    if len(by_split["train"]) and len(by_split["test"]):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)   # 3 features: extra threads only add start-up cost (0.4 s vs 15 s, busy 2 cores)
-        try:
-            result, _ = oracle_classifier(dataset, by_split, rule, get_preset(ORACLE_PRESET), seed, torch.device("cpu"))
-        finally:
-            torch.set_num_threads(threads)
-        out.update(macro_f1=float(result.metrics["macro_f1"]), accuracy=float(result.metrics["accuracy"]))
-    return out
 
 
 def _check_render_size(frames: int, size: int) -> None:
@@ -192,19 +158,18 @@ def describe(dataset: LongitudinalDataset, frames: int = 8, size: int = 64, max_
     out["images"] = {"clips": len(subset), "patients": int(subset["patient_id"].nunique()),
                      "frames": frames, "size": size, "render_seconds": render_s}
     out["icc"] = {**{c: icc1(stat[c].to_numpy(), pid) for c in stat.columns}, "score": icc1(score, pid)}
-    out["spearman_score"] = {c: _spearman(stat[c].to_numpy(), score) for c in stat.columns}
+    out["spearman_score"] = {c: spearman(stat[c].to_numpy(), score) for c in stat.columns}
     out["biomarker"] = {"statistic": BIOMARKERS[dataset.kind],
-                        "spearman_pooled": _spearman(bio, score),
-                        "spearman_within": _spearman(d_bio, d_score), "within_pairs": len(sub_pairs)}
+                        "spearman_pooled": spearman(bio, score),
+                        "spearman_within": spearman(d_bio, d_score), "within_pairs": len(sub_pairs)}
     look = stat["appearance"].to_numpy()
     patient_look = pd.Series(look).groupby(pid, sort=False).mean()
     patient_score = subset.groupby(["patient_id", "visit"], sort=False)["score"].mean().groupby(level=0).mean()
     out["shortcut"] = {"statistic": APPEARANCE[dataset.kind], "patients": len(patient_look),
-                       "spearman_across": _spearman(patient_look.to_numpy(),
+                       "spearman_across": spearman(patient_look.to_numpy(),
                                                     patient_score.loc[patient_look.index].to_numpy()),
-                       "spearman_within": _spearman(look[sub_pairs["b"]] - look[sub_pairs["a"]], d_score),
+                       "spearman_within": spearman(look[sub_pairs["b"]] - look[sub_pairs["a"]], d_score),
                        "within_pairs": len(sub_pairs)}
-    out["oracle"] = oracle(dataset)
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -232,7 +197,7 @@ def format_description(d: dict) -> str:
         f" {d['shortcut']['spearman_across']:+.3f}",
         f"    Spearman of changes, consecutive pairs (n={d['shortcut']['within_pairs']}): "
         f"{d['shortcut']['spearman_within']:+.3f}",
-        _oracle_line(d["oracle"], d["score_name"]),
+        *([_oracle_line(d["oracle"], d["score_name"])] if "oracle" in d else []),
         f"  ({d['seconds']:.1f} s)",
     ]
     return "\n".join(lines)
