@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.records import write_json_atomic
+from bench.watchdog import process_alive
 
 STALE_AFTER_S = 2 * 3600.0
 
@@ -46,16 +47,6 @@ class ClaimedElsewhere(RuntimeError):
 def this_process() -> tuple[str, int]:
     """(host, pid) of this process: who holds a claim, or which driver a worker watches."""
     return socket.gethostname(), os.getpid()
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def read_claim(path: Path) -> Claim | None:

@@ -155,22 +155,16 @@ def mse_only(u: torch.Tensor, y: torch.Tensor, sim: str) -> None:
     """No term: the paper's baseline (Eq. 1)."""
 
 
-@LOSSES.register("cl")
-@_labelled("MSE + CL")
-def cl(u, y, sim, *, eps):
-    return contrastive_loss(u, y, "cl", sim, eps)
+def _weighted(kind: str, label: str):
+    """Register the CL family member ``kind`` (they differ only in the weights, see above)."""
+    def term(u, y, sim, *, eps):
+        return contrastive_loss(u, y, kind, sim, eps)
+    term.label = label
+    return LOSSES.register(kind, term)
 
 
-@LOSSES.register("wcl")
-@_labelled("MSE + wCL")
-def wcl(u, y, sim, *, eps):
-    return contrastive_loss(u, y, "wcl", sim, eps)
-
-
-@LOSSES.register("wcl_out")
-@_labelled("MSE + wCL(out)")
-def wcl_out(u, y, sim, *, eps):
-    return contrastive_loss(u, y, "wcl_out", sim, eps)
+cl, wcl, wcl_out = (_weighted(k, label) for k, label in (("cl", "MSE + CL"), ("wcl", "MSE + wCL"),
+                                                         ("wcl_out", "MSE + wCL(out)")))
 
 
 @LOSSES.register("rnc")

@@ -20,8 +20,9 @@ EVERY_S = 0.25
 _watching: set[tuple[str, int]] = set()
 
 
-def driver_alive(pid: int) -> bool:
-    """The process runs (a zombie, dead but not yet reaped by its parent, does not)."""
+def process_alive(pid: int) -> bool:
+    """The process runs (a zombie, dead but not yet reaped by its parent, does not). The one
+    liveness check: of a worker's driver, a claim's holder, a cache writer."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -43,7 +44,7 @@ def watch_driver(host: str, pid: int, every_s: float = EVERY_S) -> None:
     _watching.add((host, pid))
 
     def loop():
-        while driver_alive(pid):
+        while process_alive(pid):
             time.sleep(every_s)
         os._exit(3)
     threading.Thread(target=loop, daemon=True, name="watch-driver").start()

@@ -34,6 +34,7 @@ import numpy as np
 
 from bench.data.readers import ClipReadError
 from bench.data.scans import LongitudinalDataset, Problem, drop_bad_rows
+from bench.watchdog import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ def sweep_temp_files(cache_dir: Path) -> list[Path]:
         try:
             age = time.time() - tmp.stat().st_mtime
             if tmp.name.startswith(".") and pid.isdigit():
-                dead = age > _ORPHAN_AGE_S or (rest.endswith(f".{host}") and not _alive(int(pid)))
+                dead = age > _ORPHAN_AGE_S or (rest.endswith(f".{host}") and not process_alive(int(pid)))
             else:
                 dead = age > 3600
             if dead:
@@ -179,16 +180,6 @@ def sweep_temp_files(cache_dir: Path) -> list[Path]:
         log.warning("clip cache: removed %d temporary file(s) of interrupted writes in %s",
                     len(removed), cache_dir)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ----------------------------------------------------------------------------- clips
