@@ -383,6 +383,7 @@ def run_grid(plan, args, console: Console) -> int:
     from bench.progress import summary_table
     from bench.plots import curves_figure, effects_figure, figure1
     from bench.report import write_report
+    from bench.cell import record_is_stale
     from bench.tables import summarize, write_tables
 
     ctx, o = plan.ctx, plan.options
@@ -390,7 +391,7 @@ def run_grid(plan, args, console: Console) -> int:
         for problem in ds.skipped:
             console.print(f"[yellow]skipped[/] {ds.name}: {problem}")
     failed, records = collect_records(plan, args.tables_only, console, "their table cells stay empty")
-    summary = summarize(records, plan.rows, ctx.code_version)
+    summary = summarize(records, plan.rows, record_is_stale)
     paths = write_tables(summary, records, o.grid, ctx.out_dir)
     finished = [r for r in records if r.finished]
     score_names = {r.dataset: r.data["score"] for r in finished}

@@ -1,13 +1,11 @@
-"""Grids: lists of run specs (dataset, backbone, loss, similarity, seed, preset).
+"""Grids: the table rows (dataset, backbone, loss, similarity) a sweep runs, seed by seed.
 
-A cell's ``run_id`` names it and carries a short hash of everything else the result
-depends on (preset settings, data source, weights), so results of different settings
-never overwrite each other and a rerun finds exactly its own finished cells.
+A row with a seed and the sweep's settings is a cell (:mod:`bench.cell`), which names
+itself; a grid only says which rows, in the paper's order, and how the axis filters
+(``--backbones`` etc.) select and extend them.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, replace
 
 from bench.losses import LOSSES
@@ -27,20 +25,6 @@ class Row:
     backbone: str
     loss: str
     sim: str = "cos"
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    grid: str
-    row: Row
-    seed: int
-    preset: str
-    fingerprint: str = ""  # hash of preset settings, data source and weights
-
-    @property
-    def run_id(self) -> str:
-        r = self.row
-        return f"{self.preset}-{r.dataset}-{r.backbone}-{r.loss}-{r.sim}-s{self.seed}-{self.fingerprint}"
 
 
 def _table3() -> list[Row]:
@@ -89,16 +73,6 @@ def select(rows: list[Row], axis: str, values: list[str] | None) -> list[Row]:
             out += [replace(t, **{axis: v}) for t in templates]
     out = list(dict.fromkeys(r if r.loss != "mse" else replace(r, sim="cos") for r in out))
     return out
-
-
-def fingerprint(settings: dict) -> str:
-    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-def expand(grid: str, rows: list[Row], seeds: list[int], preset: str, settings_for) -> list[RunSpec]:
-    """Cells seed by seed, each seed in table order, so a sweep stopped early still fills
-    every row (with fewer seeds); ``settings_for(row)`` gives what the fingerprint covers."""
-    return [RunSpec(grid, r, s, preset, fingerprint(settings_for(r))) for s in seeds for r in rows]
 
 
 def validate_axis(name: str, values: list[str] | None, valid: list[str] | tuple[str, ...]) -> None:

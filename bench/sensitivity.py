@@ -19,6 +19,7 @@ import pandas as pd
 
 from scipy import stats
 
+from bench.cell import record_is_stale
 from bench import sweep
 from bench.data.sources import DEFAULT_SOURCES
 from bench.grid import GRIDS, Row
@@ -75,7 +76,7 @@ def study_frames(knob: str, studied: Studied) -> tuple[pd.DataFrame, pd.DataFram
     cells, rows = [], []
     for value, plan, records in studied:
         cells.append(cell_frame(records).assign(knob=knob, value=value))
-        rows.append(summarize(records, plan.rows, plan.ctx.code_version).assign(knob=knob, value=value))
+        rows.append(summarize(records, plan.rows, record_is_stale).assign(knob=knob, value=value))
     lead = ["knob", "value"]
     cells = [c for c in cells if len(c)] or cells  # empty frames would turn int columns into floats
     tidy, summary = pd.concat(cells, ignore_index=True), pd.concat(rows, ignore_index=True)

@@ -26,7 +26,8 @@ import torch
 
 from bench.data.scans import DataError, LongitudinalDataset
 from bench.data.store import DataStore, warm_cache
-from bench.grid import Row, RunSpec, expand, grid_rows, select, validate_axis
+from bench.cell import Cell
+from bench.grid import Row, grid_rows, select, validate_axis
 from bench.limits import MAX_REMOTE_THREADS, MAX_SEED, MAX_SEEDS, cpu_cores, range_problem
 from bench.presets import Preset, resolve
 from bench.records import RecordError, RunRecord, read_record
@@ -79,7 +80,7 @@ class SweepPlan:
     ctx: RunContext
     rows: list[Row]
     seeds: list[int]
-    specs: list[RunSpec]
+    specs: list[Cell]   # seed by seed, each seed in table order: a sweep stopped early fills every row
     store: DataStore
     datasets: dict[str, LongitudinalDataset]
     jobs_per_gpu: int = 1  # resolved (``auto`` measured)
@@ -360,7 +361,7 @@ def plan(o: SweepOptions, *, decode: bool = True,
         datasets = _data(o, rows, ctx, store)  # what the cells will read (decoding may drop rows)
         split_notes = _check_splits(datasets, seeds)
     ctx.data_keys = {name: ds.cache_key for name, ds in datasets.items()}
-    specs = expand(o.grid, rows, seeds, preset.name, ctx.settings_for)
+    specs = [ctx.cell(o.grid, row, seed) for seed in seeds for row in rows]
     jobs_per_gpu = pack_cells(rows, preset, o) if o.jobs_per_gpu == "auto" and decode else o.jobs_per_gpu
     return SweepPlan(o, ctx, rows, seeds, specs, store, datasets, jobs_per_gpu, notes + split_notes)
 
@@ -393,7 +394,7 @@ def cell_states(p: SweepPlan) -> CellStates:
             continue
         elif not rec.finished:
             states.failed[spec.run_id] = rec
-        elif rec.code_version == p.ctx.code_version(spec.row):
+        elif not spec.is_stale(rec):
             states.finished[spec.run_id] = rec
         else:
             states.stale[spec.run_id] = rec
@@ -437,8 +438,8 @@ def run(p: SweepPlan | SweepOptions, reporter=None, cells=None) -> SweepResult:
     p = p if isinstance(p, SweepPlan) else plan(p)
     o = p.options
     states = cell_states(p)
-    redo_failed = {k for k, r in states.failed.items()
-                   if o.retry_failed or r.code_version != p.ctx.code_version(r.row)}
+    cell = {c.run_id: c for c in p.specs}
+    redo_failed = {k for k, r in states.failed.items() if o.retry_failed or cell[k].is_stale(r)}
     keep = set(states.finished) | (set() if o.rerun_stale else set(states.stale)) | (set(states.failed) - redo_failed)
     todo = [s for s in p.specs if s.run_id not in keep]
     if reporter:

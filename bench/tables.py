@@ -135,7 +135,7 @@ def _effects(row: Row, cells: _Cells, compare: bool) -> dict:
     return line
 
 
-def _row_line(row: Row, cells: _Cells, code_version: Callable[[Row], str] | None) -> dict:
+def _row_line(row: Row, cells: _Cells, stale: Callable[[RunRecord], bool] | None) -> dict:
     """Everything the table says about one row."""
     all_recs, recs = cells.all(row), cells.finished(row)
     versions = sorted({r.code_version for r in all_recs})
@@ -144,7 +144,7 @@ def _row_line(row: Row, cells: _Cells, code_version: Callable[[Row], str] | None
             "model": backbone_label(row.backbone), "loss_label": loss_label(row), "n": len(recs),
             "seeds": " ".join(str(r.seed) for r in recs), "n_failed": sum(not r.finished for r in all_recs),
             "code_versions": " ".join(versions),
-            "stale": bool(code_version) and any(v != code_version(row) for v in versions) or len(versions) > 1,
+            "stale": stale is not None and any(map(stale, all_recs)) or len(versions) > 1,
             **_row_numbers(recs)}
     oracle = Row(row.dataset, ANY, "oracle")
     line["headroom"] = np.nan if kind == "reference" else _headroom(
@@ -159,17 +159,17 @@ def _mean(values: list[float]) -> float:
 
 
 def summarize(records: list[RunRecord], rows: list[Row],
-              code_version: Callable[[Row], str] | None = None) -> pd.DataFrame:
+              stale: Callable[[RunRecord], bool] | None = None) -> pd.DataFrame:
     """One line per table row (in grid order): n seeds, mean/std of each metric, the 95 %
     t-interval of the mean over seeds, the share of headroom, the paired effect against
     the MSE row of the same backbone and dataset with its raw and Holm-adjusted p (the
     family: every ΔF1-vs-MSE comparison of the table), the paper's effect and the verdict,
     the minimal detectable effect of the dataset's design, the paper's numbers, failed
-    cells, and whether the row holds cells of result-affecting code other than
-    ``code_version(row)`` — the code a cell of that row runs now, plugins included —
-    (``stale``) or of several code versions."""
+    cells, and whether the row holds a record that ``stale(record)`` says was made by other
+    result-affecting code than its cell runs now (:func:`bench.cell.record_is_stale`), or
+    cells of several code versions."""
     cells = _Cells(records)
-    summary = pd.DataFrame([_row_line(row, cells, code_version) for row in rows])
+    summary = pd.DataFrame([_row_line(row, cells, stale) for row in rows])
     summary.insert(summary.columns.get_loc("macro_f1_vs_mse_p_value") + 1, "macro_f1_vs_mse_p_holm",
                    holm(summary["macro_f1_vs_mse_p_value"]))
     summary["mde_f1"] = np.nan

@@ -49,19 +49,39 @@ def test_bad_arguments_one_line_exit_2(argv, needle, usage_error):
     usage_error(argv, needle)
 
 
-def test_cells_run_seed_by_seed_in_table_order():
-    from bench.grid import expand
+def test_cells_run_seed_by_seed_in_table_order(tmp_path):
+    from bench import sweep
+    plan = sweep.plan(sweep.SweepOptions(grid="table3", preset="smoke", seeds=2, references=False,
+                                         out=tmp_path, cache_dir=tmp_path / "cache"), decode=False)
     rows = grid_rows("table3")
-    specs = expand("table3", rows, [0, 1], "smoke", lambda r: {})
-    assert [(s.seed, s.row) for s in specs] == [(0, r) for r in rows] + [(1, r) for r in rows]
-    assert len({s.run_id for s in specs}) == len(specs)
+    assert [(s.seed, s.row) for s in plan.specs] == [(0, r) for r in rows] + [(1, r) for r in rows]
+    assert len({s.run_id for s in plan.specs}) == len(plan.specs)
+
+
+def test_a_cell_is_read_back_from_its_record_and_knows_if_it_is_stale():
+    from dataclasses import replace
+    from pathlib import Path
+
+    from bench.cell import Cell, record_is_stale
+    from bench.presets import get_preset
+    from bench.records import RunRecord
+    from bench.runner import RunContext
+
+    ctx = RunContext(out_dir=Path("x"), preset=get_preset("smoke"), device="cpu", data_keys={"lus": "k"})
+    cell = ctx.cell("table3", Row("lus", "tsm_r18", "cl"), 3)
+    rec = RunRecord(cell.run_id, "table3", "lus", "tsm_r18", "cl", "cos", 3, "smoke", cell.fingerprint(),
+                    cell.code_version(), "finished", cell.settings(), cell.numerics.to_dict(), "cpu", "c", "t",
+                    metrics={})
+    assert Cell.from_record(rec) == cell and Cell.from_record(rec).run_id == cell.run_id
+    assert not record_is_stale(rec)
+    assert record_is_stale(replace(rec, code_version="0123456789ab"))
+    assert record_is_stale(replace(rec, settings={**rec.settings, "preset": {"name": "smoke", "gone": 1}}))
 
 
 def test_fingerprint_covers_data_content_weights_and_numerics(tmp_path):
     import os
     from pathlib import Path
 
-    from bench.grid import fingerprint
     from bench.presets import get_preset
     from bench.runner import RunContext
 
@@ -72,7 +92,7 @@ def test_fingerprint_covers_data_content_weights_and_numerics(tmp_path):
     def fp(**kw):
         ctx = RunContext(out_dir=Path("x"), preset=get_preset("smoke"), device="cpu",
                          data_keys={"lus": "synthetic-lus-v1-aaa"}, **kw)
-        return fingerprint(ctx.settings_for(row))
+        return ctx.cell("table3", row, 0).fingerprint()
 
     base = fp()
     assert fp(amp=False) == base  # bf16 autocast does nothing on a CPU
@@ -80,7 +100,7 @@ def test_fingerprint_covers_data_content_weights_and_numerics(tmp_path):
     assert fp(on_bad_input="skip") != base
     changed = RunContext(out_dir=Path("x"), preset=get_preset("smoke"), device="cpu",
                          data_keys={"lus": "synthetic-lus-v2-bbb"})
-    assert fingerprint(changed.settings_for(row)) != base  # same spec, other content
+    assert changed.cell("table3", row, 0).fingerprint() != base  # same row and seed, other content
     with_weights = fp(pretrained={"tsm_r18": str(weights)})
     assert with_weights != base
     os.utime(weights, ns=(1, 1))  # the same path, another file

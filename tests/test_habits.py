@@ -156,7 +156,7 @@ def test_latex_tables_fit_the_text_width(tmp_path):
                          settings={}, numerics={}, device="cpu", git_commit="g", finished_at="",
                          metrics={"accuracy": 55.55 + s, "macro_f1": 0.555 + s / 100, "weighted_f1": 0.5})
                for r in rows for s in range(3)]
-    paths = write_tables(summarize(records, rows, lambda row: "c"), records, "table3", tmp_path)
+    paths = write_tables(summarize(records, rows, lambda rec: rec.code_version != "c"), records, "table3", tmp_path)
     tex = paths["tex"].read_text()
     assert r"\ifdim\wd0>\linewidth\resizebox{\linewidth}{!}{\box0}" in tex
     if shutil.which("pdflatex") is None:

@@ -24,7 +24,7 @@ from bench.data.pairs import SF_RULE, BinRule, DeltaRule, make_pairs, rule_from_
 from bench.data.sources import SOURCES, load_dataset
 from bench.losses import LOSSES, LossSpec
 from bench.plugins import Entry, PluginError
-from bench.runner import CODE_VERSION
+from bench.cell import CODE_VERSION
 from bench.similarity import SIMILARITIES, similarity
 from tests.fixtures_realdata import build_lus, write_csv, write_npy
 

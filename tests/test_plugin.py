@@ -19,7 +19,7 @@ from backbones import backbone_info, create, list_backbones
 from backbones.listing import model_size
 from backbones.registry import refresh
 from bench.cli import main
-from bench.runner import CODE_VERSION
+from bench.cell import CODE_VERSION
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "learner_bench_plugin_example"
 NAME = "example_c3d"

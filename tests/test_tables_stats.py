@@ -195,10 +195,10 @@ def test_table3_with_two_backbones_falls_back_to_model_rows(tmp_path):
 def test_failed_and_stale_rows_are_marked(tmp_path):
     recs = [record("lus", "mse", 0, 50, 0.4), record("lus", "cl", 0, 0, 0, status="failed"),
             record("lus", "wcl", 0, 55, 0.45, code="code-old")]
-    summary = summarize(recs, grid_rows("table3"), lambda row: "code-a").set_index(["dataset", "loss"])
+    summary = summarize(recs, grid_rows("table3"), lambda rec: rec.code_version != "code-a").set_index(["dataset", "loss"])
     assert summary.loc[("lus", "cl"), "n"] == 0 and summary.loc[("lus", "cl"), "n_failed"] == 1
     assert not summary.loc[("lus", "mse"), "stale"] and summary.loc[("lus", "wcl"), "stale"]
-    paths = write_tables(summarize(recs, grid_rows("table3"), lambda row: "code-a"), recs, "table3", tmp_path)
+    paths = write_tables(summarize(recs, grid_rows("table3"), lambda rec: rec.code_version != "code-a"), recs, "table3", tmp_path)
     md = paths["md"].read_text()
     assert "| MSE + CL | failed | 68.25 | failed | 0.736 |" in md and "| MSE + CL | 0 (+1 failed) |" in md and "0.450 †" in md and "--rerun-stale" in md
     assert r"0.450 $^\dagger$" in paths["tex"].read_text()

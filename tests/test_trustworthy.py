@@ -20,7 +20,7 @@ from bench.cli import main
 from bench.code_version import source_digest
 from bench.presets import PRESETS
 from bench.records import FILE_MODE, RecordError, content_checksum, read_record
-from bench.runner import CODE_VERSION
+from bench.cell import CODE_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 

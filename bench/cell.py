@@ -1,0 +1,117 @@
+"""A cell's identity, in one place: what it runs and everything its numbers depend on.
+
+A :class:`Cell` is a frozen value: the table row and seed, the preset's settings, the data
+(source spec and content key), the weights, the skip policy and the :class:`Numerics`.
+Its ``run_id`` names the record file, its :meth:`Cell.fingerprint` hashes the settings
+(other settings, other cells), its :meth:`Cell.code_version` names the result-affecting
+code that runs it now (this package's plus any plugin it uses), and a record made by
+other code is stale (:meth:`Cell.is_stale`). The sweep builds cells, executors and the
+runner run them, records store their settings and :meth:`Cell.from_record` reads them back
+— nothing else computes identity.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import backbones
+from bench.code_version import code_version, source_digest
+from bench.data.sources import SOURCES, parse_spec
+from bench.grid import Row
+from bench.losses import LOSSES
+from bench.presets import Preset
+from bench.references import ANY, is_reference
+from bench.similarity import SIMILARITIES
+
+# The result-affecting code this process imported (hashed once, at import).
+CODE_VERSION = code_version()
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """What decides the floating-point results besides code and settings: bf16 autocast
+    (CUDA only), torch.compile, and on a CPU the thread count (reductions split by thread
+    sum in another order). The device itself is not part of it."""
+
+    device_type: str
+    precision: str
+    compile: bool
+    cpu_threads: int | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Cell:
+    grid: str
+    row: Row
+    seed: int
+    preset: Preset
+    data_spec: str
+    data_key: str | None
+    numerics: Numerics
+    weights: str | None = None
+    weights_file: tuple[int, int] | None = None  # size and mtime of the weights, when a file
+    on_bad_input: str = "fail"
+
+    def settings(self) -> dict:
+        """What the result depends on besides row, seed and code: the fingerprint's input,
+        stored in the record."""
+        out = {"preset": self.preset.to_dict(), "data": self.data_spec, "data_key": self.data_key,
+               "pretrained": self.weights, "on_bad_input": self.on_bad_input, "numerics": self.numerics.to_dict()}
+        if self.weights_file:
+            out["pretrained_file"] = list(self.weights_file)
+        return out
+
+    def fingerprint(self) -> str:
+        return hashlib.sha1(json.dumps(self.settings(), sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+    @property
+    def run_id(self) -> str:
+        r = self.row
+        return f"{self.preset.name}-{r.dataset}-{r.backbone}-{r.loss}-{r.sim}-s{self.seed}-{self.fingerprint()}"
+
+    def code_version(self) -> str:
+        """This package's code version, plus the module digest of each plugin the cell uses
+        (backbone, loss, similarity, data source): editing a plugin makes its cells stale and
+        nothing else's. ``KeyError`` when a plugin it names is not installed."""
+        row, digests = self.row, []
+        if row.backbone != ANY:
+            info = backbones.backbone_info(row.backbone)
+            if info.source == "plugin":
+                digests.append(source_digest(Path(inspect.getsourcefile(info.factory)).read_text())[:8])
+        if not is_reference(row.loss):
+            digests += [LOSSES.code_digest(row.loss), SIMILARITIES.code_digest(row.sim)]
+        digests.append(SOURCES.code_digest(parse_spec(self.data_spec)[0]))
+        return "+".join([CODE_VERSION, *filter(None, digests)])
+
+    def is_stale(self, record) -> bool:
+        """The record was made by other result-affecting code than this cell runs now (or by a
+        plugin no longer installed)."""
+        try:
+            return record.code_version != self.code_version()
+        except (KeyError, ValueError):
+            return True
+
+    @classmethod
+    def from_record(cls, record) -> "Cell":
+        """The cell a record was made by, read back from what it stored."""
+        s = record.settings
+        return cls(grid=record.grid, row=record.row, seed=record.seed, preset=Preset(**s["preset"]),
+                   data_spec=s["data"], data_key=s["data_key"], numerics=Numerics(**s["numerics"]),
+                   weights=s["pretrained"], weights_file=tuple(s["pretrained_file"]) if "pretrained_file" in s else None,
+                   on_bad_input=s["on_bad_input"])
+
+
+def record_is_stale(record) -> bool:
+    """Whether a record was made by other code than its cell runs now; a record whose settings
+    this code cannot read back (an older schema's preset) is stale."""
+    try:
+        cell = Cell.from_record(record)
+    except (TypeError, KeyError):
+        return True
+    return cell.is_stale(record)
