@@ -394,7 +394,7 @@ def run_grid(plan, args, console: Console) -> int:
     summary = summarize(records, plan.rows, record_is_stale)
     paths = write_tables(summary, records, o.grid, ctx.out_dir)
     finished = [r for r in records if r.finished]
-    score_names = {r.dataset: r.data["score"] for r in finished}
+    score_names = {r.dataset: r.data.score for r in finished}
     figures = {"figure1": figure1(finished, ctx.out_dir / "runs", ctx.out_dir, score_names),
                "effects": effects_figure(summary, ctx.out_dir), "curves": curves_figure(finished, ctx.out_dir)}
     report = write_report(o.grid, ctx.out_dir, summary, records, len(plan.specs), paths["md"], figures)

@@ -150,9 +150,9 @@ def curves_figure(records: list, out_dir: Path) -> list[Path]:
     """``curves.png``/``.pdf``: per (dataset, backbone), each loss's training loss, its MSE
     and contrastive parts and the validation MSE per epoch (mean and min–max band over
     seeds). [] when no record has a pretraining history (reference rows have none)."""
-    frames = [pd.DataFrame(rec.pretrain["history"]).assign(dataset=rec.dataset, backbone=rec.backbone,
+    frames = [pd.DataFrame(rec.pretrain.history).assign(dataset=rec.dataset, backbone=rec.backbone,
                                                            loss_name=loss_label(rec.row), seed=rec.seed)
-              for rec in records if rec.finished and rec.pretrain and rec.pretrain.get("history")]
+              for rec in records if rec.finished and rec.pretrain and rec.pretrain.history]
     if not frames:
         return []
     df = pd.concat(frames, ignore_index=True)

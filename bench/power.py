@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.data.pairs import LABELS
-from bench.records import RunRecord
+from bench.records import RunRecord, TestPairs
 from bench.references import is_reference
 from bench.stats import paired_bootstrap_var, seeds_needed
 
@@ -25,9 +25,9 @@ PLANNED_TEST_PATIENTS = 400
 FEW_PAIRS = 20  # a class with fewer test pairs than this makes its per-class F1, and macro-F1, jumpy
 
 
-def _test_pairs(rec: RunRecord) -> dict | None:
-    tp = rec.test_pairs or {}
-    return tp if rec.finished and tp.get("true") else None
+def _test_pairs(rec: RunRecord) -> TestPairs | None:
+    tp = rec.test_pairs
+    return tp if rec.finished and tp and tp.true else None
 
 
 def joint_bootstrap(records: list[RunRecord]) -> pd.DataFrame:
@@ -42,13 +42,12 @@ def joint_bootstrap(records: list[RunRecord]) -> pd.DataFrame:
         if base is None or r is base or is_reference(r.loss) or not _test_pairs(r):
             continue
         a, b = r.test_pairs, base.test_pairs
-        if list(a["patient"]) != list(b["patient"]) or list(a["true"]) != list(b["true"]):
+        if list(a.patient) != list(b.patient) or list(a.true) != list(b.true):
             continue
         out.append({"dataset": r.dataset, "backbone": r.backbone, "loss": r.loss, "sim": r.sim, "seed": r.seed,
                     "delta": r.metric("macro_f1") - base.metric("macro_f1"),
-                    "test_var": paired_bootstrap_var(a["true"], a["pred"], b["pred"], "macro_f1",
-                                                     a["patient"], seed=r.seed),
-                    "test_patients": len(set(a["patient"]))})
+                    "test_var": paired_bootstrap_var(a.true, a.pred, b.pred, "macro_f1", a.patient, seed=r.seed),
+                    "test_patients": len(set(a.patient))})
     return pd.DataFrame(out, columns=["dataset", "backbone", "loss", "sim", "seed", "delta", "test_var",
                                       "test_patients"])
 
@@ -95,7 +94,7 @@ def class_counts(records: list[RunRecord]) -> pd.DataFrame:
         if tp is None or (r.dataset, r.seed) in seen:
             continue
         seen.add((r.dataset, r.seed))
-        counts = np.bincount(np.asarray(tp["true"], dtype=int), minlength=len(LABELS))
+        counts = np.bincount(np.asarray(tp.true, dtype=int), minlength=len(LABELS))
         out += [{"dataset": r.dataset, "seed": r.seed, "label": label, "pairs": int(c)}
                 for label, c in zip(LABELS, counts)]
     if not out:

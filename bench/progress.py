@@ -55,7 +55,7 @@ class RichReporter:
 
     def cell_done(self, spec, rec) -> None:
         self.progress.console.print(f"[green]done[/] {spec.run_id}: acc {rec.metric('accuracy'):.2f} "
-                                    f"macro-F1 {rec.metric('macro_f1'):.3f} ({rec.timing['wall_seconds']:.0f} s)")
+                                    f"macro-F1 {rec.metric('macro_f1'):.3f} ({rec.timing.wall_seconds:.0f} s)")
         self.progress.advance(self.cells)
 
     def cell_claimed(self, spec, exc: BaseException) -> None:

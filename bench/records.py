@@ -30,7 +30,8 @@ import numpy as np
 
 from bench.grid import Row
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (2, 3)  # 2: the same parts, without data.pair_rule / data.heldout_patients
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = ("torch", "torchvision", "timm", "transformers", "numpy", "scikit-learn", "learner-bench")
 _UMASK = os.umask(0)
@@ -47,6 +48,70 @@ class RecordError(ValueError):
 
     def __reduce__(self):  # crosses process boundaries intact
         return type(self), (self.path, self.reason, self.remedy)
+
+
+@dataclass
+class Pretraining:
+    """The pretraining part: the kept epoch (lowest validation MSE) and every epoch's losses
+    (``loss``, ``mse``, ``contrastive``, ``val_mse``, ``seconds``, ``train_seconds``)."""
+
+    best_epoch: int
+    best_val_mse: float | None
+    history: list[dict] = field(default_factory=list)
+    resumed_at_epoch: int | None = None
+
+
+@dataclass
+class Downstream:
+    """The pair classifier's kept epoch (best validation macro-F1); for the oracle row, the
+    cohort its classifier learned from."""
+
+    best_epoch: int
+    best_val_macro_f1: float | None
+    oracle_trained_on: dict | None = None
+
+
+@dataclass
+class TestPairs:
+    """Every test pair's true label, prediction and patient (patients resample in bootstraps)."""
+
+    true: list[int]
+    pred: list[int]
+    patient: list[str]
+
+
+@dataclass
+class Timing:
+    wall_seconds: float
+    data_seconds: float
+    peak_memory_mb: float
+    peak_memory_scope: str
+    pretrain_seconds: float | None = None
+    train_clips_per_second: float | None = None
+
+
+@dataclass
+class DataPart:
+    """What the cell's data were: source, kind and score, pair rule, sizes, the held-out
+    cohort, per-split patients, scans and pair labels, what a skip policy dropped, and the
+    train-split score standardisation."""
+
+    source: str
+    kind: str
+    score: str
+    patients: int
+    scans: int
+    split_patients: dict[str, int]
+    split_scans: dict[str, int]
+    pairs: dict[str, dict[str, int]]
+    score_standardisation: dict[str, float]
+    skipped: list[str] = field(default_factory=list)
+    pair_rule: str | None = None
+    heldout_patients: int = 0
+
+
+PARTS = {"pretrain": Pretraining, "downstream": Downstream, "test_pairs": TestPairs, "timing": Timing,
+         "data": DataPart}
 
 
 @dataclass
@@ -73,12 +138,12 @@ class RunRecord:
     finished_at: str
     metrics: dict | None = None
     error: str | None = None
-    test_pairs: dict | None = None      # true, pred and patient of every test pair
-    downstream: dict | None = None
-    pretrain: dict | None = None
-    data: dict | None = None
+    test_pairs: TestPairs | None = None
+    downstream: Downstream | None = None
+    pretrain: Pretraining | None = None
+    data: DataPart | None = None
     pretrained: str = "none"
-    timing: dict = field(default_factory=dict)
+    timing: Timing | None = None
     versions: dict = field(default_factory=dict)
     embeddings_file: str | None = None
     worker: str = ""                    # host:pid of the process that ran the cell
@@ -171,18 +236,26 @@ def read_record(path: Path) -> RunRecord | None:
         raise RecordError(path, "is not a run record (not a JSON object)")
     if "checksum" in raw and raw["checksum"] != content_checksum(raw):
         raise RecordError(path, "does not match its checksum (edited by hand since it was written?)")
-    if raw.get("schema") != SCHEMA_VERSION:
-        raise RecordError(path, f"has record schema {raw.get('schema', 1)!r}, this code reads schema "
-                                f"{SCHEMA_VERSION}")
-    names = {f.name for f in fields(RunRecord)}
-    required = {f.name for f in fields(RunRecord) if f.default is MISSING and f.default_factory is MISSING}
-    missing = sorted(required - set(raw))
-    if missing:
-        raise RecordError(path, f"lacks field(s) {', '.join(missing)}")
-    rec = RunRecord(**{k: v for k, v in raw.items() if k in names})
+    if raw.get("schema") not in READABLE_SCHEMAS:
+        raise RecordError(path, f"has record schema {raw.get('schema', 1)!r}, this code reads schema(s) "
+                                f"{', '.join(map(str, READABLE_SCHEMAS))}")
+    values = _typed(RunRecord, raw, path, "")
+    for name, part in PARTS.items():
+        if isinstance(values.get(name), dict):
+            values[name] = part(**_typed(part, values[name], path, f"{name}."))
+    rec = RunRecord(**values)
     if rec.status not in ("finished", "failed") or (rec.finished and not isinstance(rec.metrics, dict)):
         raise RecordError(path, f"has status {rec.status!r} without metrics")
     return rec
+
+
+def _typed(cls, raw: dict, path: Path, where: str) -> dict:
+    """The keys of ``raw`` that ``cls`` has; a missing required one is a :class:`RecordError`."""
+    names = {f.name for f in fields(cls)}
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    if missing := sorted(required - set(raw)):
+        raise RecordError(path, f"lacks field(s) {', '.join(where + m for m in missing)}")
+    return {k: v for k, v in raw.items() if k in names}
 
 
 def load_embeddings(json_path: Path) -> dict[str, np.ndarray] | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,7 @@ def _cost_lines(records: list[dict]) -> list[str]:
         return ["No cell has finished yet."]
     frame = pd.DataFrame([{"dataset": r.dataset.upper(), "backbone": r.backbone, "loss": r.loss, "sim": r.sim,
                            "device": r.device, "pretrain_seconds": np.nan, "train_clips_per_second": np.nan,
-                           **r.timing} for r in records])
+                           **(asdict(r.timing) if r.timing else {})} for r in records])
     cost = (frame.groupby(["dataset", "backbone", "loss", "sim", "device"], sort=False)
             .agg(cells=("wall_seconds", "size"), wall=("wall_seconds", "mean"),
                  pretrain=("pretrain_seconds", "mean"), clips=("train_clips_per_second", "mean"),
@@ -119,7 +120,7 @@ def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[
     finished = [r for r in records if r.finished]
     first = finished[0] if finished else None
     settings = first.settings if first else {}
-    wall = sum(r.timing["wall_seconds"] for r in finished)
+    wall = sum(r.timing.wall_seconds for r in finished)
     devices = sorted({r.device for r in finished})
     lines = [f"# learner-bench report: `{grid}`", "",
              f"Command: `{' '.join(shlex.quote(a) for a in ['python', 'run_all.py'] + sys.argv[1:])}`  ",
@@ -159,7 +160,7 @@ def write_report(grid: str, out_dir: Path, summary: pd.DataFrame, records: list[
               "pretraining steps only."]
     lines += ["", "## Settings", "", "```", f"preset: {settings.get('preset')}",
               f"numerics: {sorted({str(r.numerics) for r in finished})}",
-              f"data sources: {sorted({r.data['source'] for r in finished})}",
+              f"data sources: {sorted({r.data.source for r in finished})}",
               f"pretrained: {sorted({r.pretrained for r in finished})}", "```", "",
               "## Library versions", "", "```", str(first.versions if first else {}), "```", ""]
     path = out_dir / "report.md"

@@ -11,7 +11,7 @@ import os
 import resource
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +30,8 @@ from bench.grid import Row
 from bench.losses import LossSpec
 from bench.presets import Preset
 from bench.distances import distance_score_spearman
-from bench.records import RecordError, RunRecord, git_commit, library_versions, read_record, save_record
+from bench.records import (DataPart, Downstream, Pretraining, RecordError, RunRecord, TestPairs, Timing, git_commit,
+                           library_versions, read_record, save_record)
 from bench.references import majority_prediction, oracle_classifier
 from bench.train import (ClipBatcher, Diverged, DownstreamResult, PretrainResult, Regressor, classification_metrics,
                          embed, pair_features, pretrain, train_classifier)
@@ -191,35 +192,33 @@ def run_cell(cell: Cell, ctx: RunContext, store: DataStore,
         metrics["spearman_within"] = distance_score_spearman(emb)
         feats = {k: pair_features(u, v["a"].to_numpy(), v["b"].to_numpy()) for k, v in pair_split.items()}
         down = train_classifier(feats, labels, p, cell.seed)
-    timing = {"wall_seconds": time.perf_counter() - t_start, "data_seconds": t_data,
-              "peak_memory_mb": peak_memory_mb(device),
-              "peak_memory_scope": "this cell" if device.type == "cuda" else "process so far (CPU maxrss)"}
+    timing = Timing(time.perf_counter() - t_start, t_data, peak_memory_mb(device),
+                    "this cell" if device.type == "cuda" else "process so far (CPU maxrss)")
     if pre is not None:
-        timing.update(pretrain_seconds=pre.seconds,
-                      train_clips_per_second=pre.train_clips / max(pre.train_seconds, 1e-9))
+        timing = replace(timing, pretrain_seconds=pre.seconds,
+                         train_clips_per_second=pre.train_clips / max(pre.train_seconds, 1e-9))
     rec = _record(
         cell, ctx, device, "finished", metrics={**down.metrics, **metrics},
-        test_pairs={"true": down.test_true.tolist(), "pred": down.test_pred.tolist(),
-                    "patient": pair_split["test"]["patient_id"].astype(str).tolist()},
-        downstream={"best_epoch": down.best_epoch, "best_val_macro_f1": down.best_val_macro_f1,
-                    **({"oracle_trained_on": oracle_trained_on} if oracle_trained_on else {})},
-        pretrain=None if pre is None else {"best_epoch": pre.best_epoch, "best_val_mse": pre.best_val_mse,
-                                           "history": pre.history, "resumed_at_epoch": pre.resumed_at_epoch},
-        data=_data_record(cell.data_spec, ds, scans, splits, pair_split), timing=timing)
+        test_pairs=TestPairs(down.test_true.tolist(), down.test_pred.tolist(),
+                             pair_split["test"]["patient_id"].astype(str).tolist()),
+        downstream=Downstream(down.best_epoch, down.best_val_macro_f1, oracle_trained_on or None),
+        pretrain=None if pre is None else Pretraining(pre.best_epoch, pre.best_val_mse, pre.history,
+                                                      pre.resumed_at_epoch),
+        data=_data_part(cell.data_spec, ds, scans, splits, pair_split), timing=timing)
     return rec, emb
 
 
-def _data_record(source: str, ds, scans, splits: dict, pair_split: dict) -> dict:
+def _data_part(source: str, ds, scans, splits: dict, pair_split: dict) -> DataPart:
     """The record's ``data`` part: sizes, the held-out cohort, split sizes and pair counts."""
     scores = scans["score"].to_numpy(float)
-    return {"source": source, "kind": ds.kind, "score": ds.score_name, "pair_rule": ds.rule.describe(),
-            "patients": ds.n_patients, "scans": len(ds), "skipped": [str(x) for x in ds.skipped],
-            "heldout_patients": 0 if ds.heldout is None else ds.heldout.n_patients,
-            "split_patients": {k: int(scans["patient_id"].iloc[v].nunique()) for k, v in splits.items()},
-            "split_scans": {k: len(v) for k, v in splits.items()},
-            "pairs": {k: label_counts(v) for k, v in pair_split.items()},
-            "score_standardisation": {"mean": scores[splits["train"]].mean(),
-                                      "std": scores[splits["train"]].std() + 1e-8}}
+    return DataPart(source=source, kind=ds.kind, score=ds.score_name, pair_rule=ds.rule.describe(),
+                    patients=ds.n_patients, scans=len(ds), skipped=[str(x) for x in ds.skipped],
+                    heldout_patients=0 if ds.heldout is None else ds.heldout.n_patients,
+                    split_patients={k: int(scans["patient_id"].iloc[v].nunique()) for k, v in splits.items()},
+                    split_scans={k: len(v) for k, v in splits.items()},
+                    pairs={k: label_counts(v) for k, v in pair_split.items()},
+                    score_standardisation={"mean": scores[splits["train"]].mean(),
+                                           "std": scores[splits["train"]].std() + 1e-8})
 
 
 def execute_cell(cell: Cell, ctx: RunContext, store: DataStore,

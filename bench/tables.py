@@ -418,15 +418,15 @@ def cell_frame(records: list[RunRecord]) -> pd.DataFrame:
         line = {"run_id": r.run_id, "dataset": r.dataset, "backbone": r.backbone, "loss": r.loss, "sim": r.sim,
                 "kind": "reference" if is_reference(r.loss) else "method", "seed": r.seed, "status": r.status,
                 **{m: r.metric(m) for m in (*METRICS, "spearman_within")},
-                "test_pairs": len((r.test_pairs or {}).get("true", [])),
-                "test_patients": len(set((r.test_pairs or {}).get("patient", []))),
-                "code_version": r.code_version, "wall_seconds": r.timing.get("wall_seconds", np.nan),
+                "test_pairs": len(r.test_pairs.true) if r.test_pairs else 0,
+                "test_patients": len(set(r.test_pairs.patient)) if r.test_pairs else 0,
+                "code_version": r.code_version, "wall_seconds": r.timing.wall_seconds if r.timing else np.nan,
                 "error": r.error or ""}
         for m in ("accuracy", "macro_f1"):
-            tp = r.test_pairs or {}
+            tp = r.test_pairs
             line[f"{m}_ci_lo"], line[f"{m}_ci_hi"] = (
-                bootstrap_ci(tp["true"], tp["pred"], m, clusters=tp["patient"], seed=r.seed)
-                if r.finished and tp.get("true") else (np.nan, np.nan))
+                bootstrap_ci(tp.true, tp.pred, m, clusters=tp.patient, seed=r.seed)
+                if r.finished and tp and tp.true else (np.nan, np.nan))
         out.append(line)
     return pd.DataFrame(out)
 

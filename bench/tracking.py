@@ -73,7 +73,7 @@ def _experiment(client, name: str, out_dir: Path) -> str:
 def _params(rec: RunRecord) -> dict[str, str]:
     out = {"dataset": rec.dataset, "backbone": rec.backbone, "loss": rec.loss, "sim": rec.sim,
            "seed": rec.seed, "preset": rec.preset, "fingerprint": rec.fingerprint,
-           "code_version": rec.code_version, "data": (rec.data or {}).get("source", ""),
+           "code_version": rec.code_version, "data": rec.data.source if rec.data else "",
            "pretrained": rec.pretrained, "device": rec.device}
     out.update({f"preset.{k}": v for k, v in rec.settings.get("preset", {}).items()})
     out.update({f"numerics.{k}": v for k, v in rec.numerics.items()})
@@ -101,7 +101,7 @@ def log_records(records: list[RunRecord], grid: str, out_dir: Path, artifacts: l
                                                                  "kind": "cell"})
         metrics = [Metric(k, float(v), now, 0) for k, v in (rec.metrics or {}).items()
                    if k in FINAL_METRICS and _finite(v)]
-        for h in (rec.pretrain or {}).get("history", []):
+        for h in (rec.pretrain.history if rec.pretrain else []):
             metrics += [Metric(f"epoch_{k}", float(h[k]), now, int(h["epoch"])) for k in HISTORY_METRICS
                         if _finite(h.get(k))]
         params = [Param(k, v) for k, v in _params(rec).items()]

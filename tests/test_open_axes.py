@@ -82,7 +82,7 @@ def test_plugin_loss_similarity_and_source_run_in_a_grid_and_tables(plugins, tmp
     margin = next(r for r in result.records if r.loss == "margin" and r.sim == "rbf")
     parts = margin.code_version.split("+")
     assert parts[0] == CODE_VERSION and len(parts) == 4  # + loss, similarity and source plugin code
-    assert margin.data["pair_rule"] == "score bins 0.5|1.5|2.5|3.5 (right-closed), better down"
+    assert margin.data.pair_rule == "score bins 0.5|1.5|2.5|3.5 (right-closed), better down"
 
 
 def test_editing_a_plugin_makes_only_its_cells_stale(plugins, tmp_path):
@@ -190,7 +190,7 @@ def test_longitudinal_cohort_runs_a_grid_as_its_own_dataset(tmp_path):
     result = sweep.run(_options(tmp_path, datasets=["knee"], data={"knee": f"longitudinal:{manifest},delta=1"},
                                 losses=["mse"], references=False))
     assert result.ran == 1 and not result.failed
-    assert result.records[0].data["pair_rule"] == "score change of at least 1, better up"
+    assert result.records[0].data.pair_rule == "score change of at least 1, better up"
 
 
 def test_longitudinal_needs_exactly_one_rule(tmp_path, usage_error):

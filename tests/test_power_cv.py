@@ -5,6 +5,7 @@ import pytest
 from scipy import stats
 
 from bench.grid import grid_rows
+from bench.records import TestPairs
 from bench.power import class_counts, joint_bootstrap, power_plan
 from bench.stats import (corrected_paired_effect, minimal_detectable_effect, paired_bootstrap_var, paired_effect,
                          seeds_needed)
@@ -13,7 +14,7 @@ from tests.test_tables_stats import record
 
 
 def with_pairs(rec, true, pred, patient):
-    rec.test_pairs = {"true": list(true), "pred": list(pred), "patient": list(patient)}
+    rec.test_pairs = TestPairs(list(true), list(pred), list(patient))
     return rec
 
 
@@ -63,8 +64,8 @@ def test_power_plan_splits_the_seed_variance_into_training_and_test_sampling():
     r = boot.iloc[0]
     assert r["delta"] == pytest.approx(0.05) and r["test_patients"] == 10
     tp_mse, tp_cl = records[0].test_pairs, records[1].test_pairs
-    assert r["test_var"] == paired_bootstrap_var(tp_cl["true"], tp_cl["pred"], tp_mse["pred"], "macro_f1",
-                                                 tp_cl["patient"], seed=0)
+    assert r["test_var"] == paired_bootstrap_var(tp_cl.true, tp_cl.pred, tp_mse.pred, "macro_f1",
+                                                 tp_cl.patient, seed=0)
     summary = summarize(records, grid_rows("table3"))
     plan = power_plan(summary, records).set_index("dataset")
     # ΔF1 by seed: 0.45−0.40, 0.48−0.41, 0.45−0.42, 0.48−0.43; the wCL row has one seed (no sd): not pooled

@@ -142,10 +142,10 @@ def test_killed_cell_resumes_from_its_checkpoint_with_the_same_numbers(tmp_path,
     assert plan.ctx.checkpoint_path(plan.specs[0]).exists()
     assert not plan.ctx.claim_path(plan.specs[0]).exists()  # released on the way out
     resumed = sweep.run(plan).records[0]
-    assert resumed.pretrain["resumed_at_epoch"] == 2 and whole.pretrain["resumed_at_epoch"] is None
+    assert resumed.pretrain.resumed_at_epoch == 2 and whole.pretrain.resumed_at_epoch is None
     assert resumed.metrics == whole.metrics and resumed.test_pairs == whole.test_pairs
-    strip = [{k: v for k, v in h.items() if "seconds" not in k} for h in whole.pretrain["history"]]
-    assert [{k: v for k, v in h.items() if "seconds" not in k} for h in resumed.pretrain["history"]] == strip
+    strip = [{k: v for k, v in h.items() if "seconds" not in k} for h in whole.pretrain.history]
+    assert [{k: v for k, v in h.items() if "seconds" not in k} for h in resumed.pretrain.history] == strip
     assert not plan.ctx.checkpoint_path(plan.specs[0]).exists()  # gone once the cell finished
 
 
@@ -204,7 +204,7 @@ def test_records_are_strict_json_with_folder_permissions(tmp_path, cache):
 
 @pytest.mark.parametrize("content, needle", [
     ("{not json", "is not valid JSON"),
-    ('{"schema": 1, "metrics": {}}', "has record schema 1, this code reads schema 2"),
+    ('{"schema": 1, "metrics": {}}', "has record schema 1, this code reads schema(s) 2, 3"),
     ('{"schema": 2}', "lacks field(s)"),
     ("[]", "not a run record"),
 ])
@@ -392,3 +392,28 @@ def test_two_concurrent_sweeps_run_each_cell_once(tmp_path, cache):
     records = [json.loads(p.read_text()) for p in (tmp_path / "table3" / "runs").glob("*.json")]
     assert done == len(records) == 24 and all(r["status"] == "finished" for r in records)  # 12 rows x 2 seeds
     assert not list((tmp_path / "table3" / "runs").glob("*.claim"))
+
+
+def test_a_schema_2_record_reads_back_typed(tmp_path):
+    """Records written before the typed parts (schema 2: the same parts, without the pair rule
+    and the held-out cohort) still read, as typed parts."""
+    from bench.records import DataPart, Pretraining, Timing, read_record
+    old = {"run_id": "r", "grid": "table3", "dataset": "lus", "backbone": "tsm_r18", "loss": "cl", "sim": "cos",
+           "seed": 0, "preset": "quick", "fingerprint": "f", "code_version": "c", "status": "finished",
+           "settings": {}, "numerics": {}, "device": "cpu", "git_commit": "g", "finished_at": "", "schema": 2,
+           "metrics": {"macro_f1": 0.5}, "test_pairs": {"true": [1], "pred": [1], "patient": ["p"]},
+           "pretrain": {"best_epoch": 3, "best_val_mse": 0.9, "history": [{"epoch": 0}], "resumed_at_epoch": None},
+           "timing": {"wall_seconds": 9.0, "data_seconds": 1.0, "peak_memory_mb": 5.0, "peak_memory_scope": "x"},
+           "data": {"source": "synthetic-lus", "kind": "lus", "score": "S/F", "patients": 9, "scans": 30,
+                    "skipped": [], "split_patients": {}, "split_scans": {}, "pairs": {},
+                    "score_standardisation": {"mean": 1.0, "std": 2.0}}}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(old))
+    rec = read_record(path)
+    assert isinstance(rec.pretrain, Pretraining) and rec.pretrain.best_epoch == 3
+    assert isinstance(rec.timing, Timing) and rec.timing.pretrain_seconds is None
+    assert isinstance(rec.data, DataPart) and rec.data.pair_rule is None and rec.data.heldout_patients == 0
+    del old["timing"]["wall_seconds"]
+    path.write_text(json.dumps(old))
+    with pytest.raises(RecordError, match="lacks field\\(s\\) timing.wall_seconds"):
+        read_record(path)
