@@ -19,6 +19,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench.options import add_arguments, config_defaults, flagged, from_args
+from bench.options import csv_list as _csv  # the bench command's --backbones
 from bench.presets import PRESETS
 
 COMMANDS_HELP = {
@@ -29,17 +31,6 @@ COMMANDS_HELP = {
     "bench": "training throughput, FLOPs and MFU of the backbones",
     "export-tracker": "log the run records under a results folder to MLflow",
 }
-# --config keys -> argparse destinations (lists stay lists, tables become NAME=VALUE items), each
-# with its TOML type, checked strictly: a bool is not an integer and a string is not a bool.
-CONFIG_TYPES = {"grid": str, "preset": str, "seeds": int, "seed_list": ("list", int), "datasets": ("list", str),
-                "backbones": ("list", str), "losses": ("list", str), "sims": ("list", str), "data": ("table", str),
-                "pretrained": ("table", str), "set": ("table", object), "on_bad_input": str, "threads_per_cell": int,
-                "device": str, "amp": bool, "compile": bool, "references": bool}
-CONFIG_KEYS = tuple(CONFIG_TYPES)
-_TYPE_NAMES = {str: ("a string", "strings"), int: ("an integer", "integers"), bool: ("true or false", ""),
-               object: ("a value", "values")}
-
-
 class _Parser(argparse.ArgumentParser):
     """Argument errors are one line and exit with status 2."""
 
@@ -47,78 +38,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _csv(value: str) -> list[str]:
-    return [v for v in value.split(",") if v]
-
-
-def _int_list(value: str) -> list[int]:
-    try:
-        return [int(v) for v in _csv(value)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid list of integers {value!r}; give e.g. 0,3,7") from None
-
-
-def _assignments(items: list[str] | None, what: str) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        key, eq, val = item.partition("=")
-        if not eq or not key or not val:
-            raise ValueError(f"{what} must look like NAME=VALUE, got {item!r}")
-        out[key] = val
-    return out
-
-
-def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags every sweep takes (``run`` and ``sensitivity``)."""
+def add_sweep_arguments(p: argparse.ArgumentParser, **defaults) -> None:
+    """The flags every sweep takes (``run`` and ``sensitivity``): the options declared in
+    :mod:`bench.options` (``defaults``: the subcommand's own) and how the command runs."""
+    add_arguments(p, **defaults)
     p.add_argument("--config", metavar="FILE.toml", help="preset, settings and grid axes from a TOML file "
                    "(e.g. a results folder's config.toml); flags given as well win")
-    p.add_argument("--preset", default="paper", help=f"one of {', '.join(PRESETS)} (default paper)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="set",
-                   help="override a preset setting, e.g. --set lr=5e-4 --set lam=0.5 (repeatable)")
-    p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default: the preset's)")
-    p.add_argument("--seed-list", type=_int_list, help="explicit seeds, e.g. 0,3,7")
-    p.add_argument("--backbones", type=_csv, help="filter or add backbones (comma separated)")
-    p.add_argument("--losses", type=_csv, help="filter or add losses: mse, cl, wcl, wcl_out, ...")
-    p.add_argument("--sims", type=_csv, help="filter or add similarities: cos, l2")
-    p.add_argument("--datasets", type=_csv, help="filter or add datasets: lus, adni")
-    p.add_argument("--data", action="append", metavar="DATASET=SOURCE",
-                   help="data source per dataset, e.g. lus=lus-manifest:manifest.csv (default synthetic)")
-    p.add_argument("--pretrained", action="append", metavar="BACKBONE=PATH",
-                   help="local weights for a backbone (file or save_pretrained directory)")
-    p.add_argument("--on-bad-input", choices=("fail", "skip"), default="fail",
-                   help="fail listing every bad row (default), or drop bad rows and report them")
-    p.add_argument("--epochs", type=int, help="the preset's pretraining epochs (same as --set epochs=N)")
-    p.add_argument("--no-references", action="store_true",
-                   help="leave out the majority / untrained / oracle reference rows")
-    p.add_argument("--out", default="results", help="results root (default results/)")
     p.add_argument("--tables-only", action="store_true",
                    help="run nothing: rebuild tables and figures from the finished records")
-    p.add_argument("--cache-dir", default=".cache/clips", help="decoded-clip cache (default .cache/clips)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
-    p.add_argument("--compile", action="store_true", help="torch.compile the encoder")
-    p.add_argument("--executor", choices=("local", "ray", "submitit"), default="local",
-                   help="local: this machine (see --gpus/--jobs); ray: one Ray task per cell; "
-                        "submitit: a SLURM job array")
-    p.add_argument("--address", help="Ray cluster address (default: start or join a local one)")
-    p.add_argument("--gpus", type=int, default=0, help="local: one worker process per GPU (0..N-1)")
-    p.add_argument("--jobs-per-gpu", default="1", help="local: cells run at once on each GPU, or auto "
-                   "(from the model's measured memory and the GPU's free memory)")
-    p.add_argument("--jobs", type=int, default=1, help="local without --gpus: cells run at once on the CPU")
-    p.add_argument("--threads-per-cell", type=int, default=1,
-                   help="torch CPU threads of each cell (default 1); part of the numerics, so a cell's "
-                        "numbers are the same whichever executor runs it")
-    p.add_argument("--slurm-partition", help="submitit: SLURM partition")
-    p.add_argument("--slurm-time", type=int, help="submitit: minutes per cell (default 240)")
-    p.add_argument("--slurm-gpus-per-task", type=int, help="submitit: GPUs per cell (default 1)")
-    p.add_argument("--slurm-cpus-per-task", type=int, help="submitit: CPUs per cell (default: --threads-per-cell)")
-    p.add_argument("--slurm-folder", help="submitit: job logs (default <out>/<grid>/slurm)")
     p.add_argument("--tracker", choices=("none", "mlflow"), default="none",
                    help="log finished cells and the figures to an experiment tracker")
     p.add_argument("--tracker-uri", help="tracker store (default: SQLite beside the results)")
-    p.add_argument("--rerun-stale", action="store_true",
-                   help="recompute finished cells made by other result-affecting code (default: keep them, marked)")
-    p.add_argument("--retry-failed", action="store_true", help="rerun cells whose record says they failed")
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
@@ -136,7 +66,6 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench.grid import GRIDS
     from bench.sensitivity import KNOBS
     p = _Parser(prog="run_all.py", description="Regenerate the LEARNER paper's tables (and more) as CSV, LaTeX "
                 "and Markdown, with the evidence to read them.",
@@ -144,7 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
                        "`python run_all.py run --grid table4`. `python run_all.py COMMAND --help` for each.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run = sub.add_parser("run", help=COMMANDS_HELP["run"], description=COMMANDS_HELP["run"])
-    run.add_argument("--grid", default="table4", help=f"one of {', '.join(GRIDS)} (default table4)")
     add_sweep_arguments(run)
     run.add_argument("--list-backbones", action="store_true", help="print the backbone registry and exit")
     for axis in REGISTRIES:
@@ -153,8 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                           + ": writes <out>/sensitivity/<knob>/ (sensitivity.csv, summary.csv, sensitivity.png/.pdf)")
     sens.add_argument("--knob", required=True, help=f"one of {', '.join(KNOBS)}")
     sens.add_argument("--values", required=True, help="comma-separated knob values, e.g. 0,0.5,1")
-    sens.add_argument("--grid", default="table3", help="the grid whose rows run at each value (default table3)")
-    add_sweep_arguments(sens)
+    add_sweep_arguments(sens, grid="table3")  # the grid whose rows run at each value
     desc = sub.add_parser("describe", help=COMMANDS_HELP["describe"], description=COMMANDS_HELP["describe"]
                           + " (sizes, pair labels, nuisance vs signal, oracle, shortcut).")
     desc.add_argument("source", nargs="*", default=["synthetic-lus", "synthetic-mri"])
@@ -181,45 +108,16 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _toml_type_ok(value, kind) -> bool:
-    """``value`` (from TOML) is of ``kind``, a type or ("list" | "table", item type) (CONFIG_TYPES)."""
-    if isinstance(kind, tuple):
-        container, item = kind
-        items = value if container == "list" and isinstance(value, list) else \
-            value.values() if container == "table" and isinstance(value, dict) else None
-        return items is not None and all(_toml_type_ok(v, item) for v in items)
-    return kind is object or (isinstance(value, kind) and not (kind is int and isinstance(value, bool)))
-
-
-def _type_name(kind) -> str:
-    if isinstance(kind, tuple):
-        return f"a {'list of' if kind[0] == 'list' else 'table of NAME ='} {_TYPE_NAMES[kind[1]][1]}"
-    return _TYPE_NAMES[kind][0]
-
-
 def load_config(path: str) -> dict:
     """A ``--config`` TOML as argparse defaults; one line naming a bad file, key or value."""
     try:
-        raw = tomllib.loads(Path(path).read_text())
+        return config_defaults(tomllib.loads(Path(path).read_text()))
     except OSError as exc:
         raise ValueError(f"--config {path}: cannot read it ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"--config {path}: not valid TOML ({exc})") from None
-    unknown = sorted(set(raw) - set(CONFIG_KEYS))
-    if unknown:
-        raise ValueError(f"--config {path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(CONFIG_KEYS)}")
-    for key, value in raw.items():
-        if not _toml_type_ok(value, CONFIG_TYPES[key]):
-            raise ValueError(f"--config {path}: {key} must be {_type_name(CONFIG_TYPES[key])}, got {value!r}")
-    out = {k: v for k, v in raw.items() if k not in ("data", "pretrained", "set", "amp", "references")}
-    for table in ("data", "pretrained", "set"):
-        if raw.get(table):
-            out[table] = [f"{k}={v}" for k, v in raw[table].items()]
-    if "amp" in raw:
-        out["no_amp"] = not raw["amp"]
-    if "references" in raw:
-        out["no_references"] = not raw["references"]
-    return out
+    except ValueError as exc:
+        raise ValueError(f"--config {path}: {exc}") from None
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -239,7 +137,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         sub = parser._subparsers._group_actions[0].choices[args.command]
         sub.set_defaults(**defaults)
         args = parser.parse_args(argv)
-        for key in ("data", "pretrained", "set"):  # append actions add the file's items to the flags'
+        appended = [f.name for f in flagged() if f.metadata.get("arg", {}).get("action") == "append"]
+        for key in appended:  # an append action adds the file's items to the flags'
             given = getattr(args, key) or []
             if key in defaults and given is not defaults[key]:
                 names = {g.partition("=")[0] for g in given[len(defaults[key]):]}
@@ -266,7 +165,7 @@ def run_command(args) -> int:
     from bench import sweep
     from bench.data.scans import DataError
     try:
-        options = sweep_options(args)
+        options = from_args(args)
         check_tracker_flags(args)
         with clip_progress(console) as on_clip:
             plan = sweep.plan(options, decode=not args.tables_only, on_clip=on_clip)
@@ -289,35 +188,6 @@ def check_tracker_flags(args) -> None:
             check_uri(args.tracker_uri)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-
-
-def sweep_options(args):
-    """The parsed flags as :class:`bench.sweep.SweepOptions` (NAME=VALUE lists checked)."""
-    from bench.sweep import SweepOptions, UsageError
-    try:
-        data = _assignments(args.data, "--data")
-        pretrained = _assignments(args.pretrained, "--pretrained")
-        overrides = _assignments(args.set, "--set")
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    jobs_per_gpu = args.jobs_per_gpu
-    if jobs_per_gpu != "auto":
-        try:
-            jobs_per_gpu = int(jobs_per_gpu)
-        except ValueError:
-            raise UsageError(f"--jobs-per-gpu {jobs_per_gpu!r}: give a number of cells or auto") from None
-    slurm = {"partition": args.slurm_partition, "time_min": args.slurm_time, "gpus_per_task": args.slurm_gpus_per_task,
-             "cpus_per_task": args.slurm_cpus_per_task, "folder": args.slurm_folder}
-    slurm = {k: v for k, v in slurm.items() if v is not None}  # given flags only: the executor has defaults
-    return SweepOptions(
-        grid=args.grid, preset=args.preset, overrides=overrides, epochs=args.epochs, seeds=args.seeds,
-        seed_list=args.seed_list,
-        backbones=args.backbones, losses=args.losses, sims=args.sims, datasets=args.datasets, data=data,
-        pretrained=pretrained, on_bad_input=args.on_bad_input, out=args.out, cache_dir=args.cache_dir,
-        device=args.device, amp=not args.no_amp, compile=args.compile, executor=args.executor,
-        address=args.address, gpus=args.gpus, jobs_per_gpu=jobs_per_gpu, jobs=args.jobs,
-        threads_per_cell=args.threads_per_cell, rerun_stale=args.rerun_stale, retry_failed=args.retry_failed,
-        references=not args.no_references, slurm=slurm)
 
 
 def run_cells(plan, console: Console):
@@ -423,7 +293,7 @@ def sensitivity_command(args) -> int:
                                    f"export-tracker --out {args.out} logs its records")
         values = sensitivity.parse_values(args.knob, args.values)
         with clip_progress(console) as on_clip:
-            plans = sensitivity.plan_study(sweep_options(args), args.knob, values, on_clip,
+            plans = sensitivity.plan_study(from_args(args), args.knob, values, on_clip,
                                            decode=not args.tables_only)
     except sweep.UsageError as exc:
         return _fail(str(exc))
@@ -548,7 +418,7 @@ def describe_command(args) -> int:
 def check_data_command(args) -> int:
     from bench.data.check import check_data, format_report
     from bench.limits import MAX_SEEDS
-    from bench.sweep import check_range
+    from bench.options import check_range
     try:
         check_range("--seeds", args.seeds, 1, MAX_SEEDS, "seeds of one sweep")
         report = check_data(args.source, quick=args.quick, seeds=args.seeds)

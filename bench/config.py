@@ -3,30 +3,29 @@
 Every preset setting is written with its resolved value (not only the overrides), so the
 file reproduces the sweep's cells even if a preset's defaults change later; so are the
 seeds, the grid's axes as given, the data sources, weights and numerics. How the cells were
-run (executor, jobs, folders) is not part of it: it does not change a number.
+run (executor, jobs, folders) is not part of it: it does not change a number. Which option
+is a key, with which type, is declared with the option (:mod:`bench.options`).
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import tomli_w
 
-from bench.presets import SETTABLE
 from bench.records import atomic_write
 
 
 def config_dict(plan) -> dict:
-    o, preset = plan.options, plan.ctx.preset
-    out = {"grid": o.grid, "preset": preset.name, "seed_list": list(plan.seeds)}
-    for axis in ("datasets", "backbones", "losses", "sims"):
-        if getattr(o, axis):
-            out[axis] = list(getattr(o, axis))
-    out.update(on_bad_input=o.on_bad_input, threads_per_cell=o.threads_per_cell, device=o.device, amp=o.amp,
-               compile=o.compile, references=o.references)
-    out["set"] = {k: getattr(preset, k) for k in SETTABLE}
-    for table in ("data", "pretrained"):
-        if getattr(o, table):
-            out[table] = dict(getattr(o, table))
+    """The plan's value of every option that is a config key (:mod:`bench.options`: its
+    ``toml`` and ``write``); an option not given is left out."""
+    out = {}
+    for f in fields(plan.options):
+        if "toml" in f.metadata:
+            write = f.metadata.get("write")
+            value = write(plan) if write else getattr(plan.options, f.name)
+            if value is not None and value != {}:
+                out[f.metadata.get("key", f.name)] = list(value) if isinstance(value, tuple) else value
     return out
 
 

@@ -31,6 +31,7 @@ from bench.data.store import DataStore
 from bench.runner import RunContext, execute_cell
 
 POLL_S = 1.0
+ARRAY_PARALLELISM = 64  # SLURM jobs of a sweep's array running at once
 
 # Per-process state of a worker: its device and its memo of datasets and clips.
 _WORKER: dict = {}
@@ -137,19 +138,19 @@ def _submitit_cell(spec, ctx: RunContext):
 
 
 def submitit_cells(todo, ctx: RunContext, reporter=None, *, slurm: dict):
-    """One job array for the sweep's cells: on SLURM (partition, time, GPUs and CPUs per
-    cell from ``slurm``), else submitit's local executor. Job logs go to
+    """One job array for the sweep's cells: on SLURM (``slurm``: the ``--slurm-*`` options
+    of :class:`bench.options.SweepOptions` without the prefix), else submitit's local
+    executor. CPUs per cell default to the cell's threads, job logs go to
     ``slurm["folder"]`` (default ``<out>/<grid>/slurm``)."""
     import submitit
     if not todo:
         return
-    executor = submitit.AutoExecutor(folder=slurm.get("folder") or ctx.out_dir / "slurm")
-    params = {"timeout_min": slurm.get("time_min", 240), "cpus_per_task": slurm.get("cpus_per_task", ctx.threads),
+    executor = submitit.AutoExecutor(folder=slurm["folder"] or ctx.out_dir / "slurm")
+    params = {"timeout_min": slurm["time"], "cpus_per_task": slurm["cpus_per_task"] or ctx.threads,
               "name": f"learner-bench-{ctx.out_dir.name}"}
     if executor.cluster == "slurm":
-        params.update(slurm_gpus_per_task=slurm.get("gpus_per_task", 1),
-                      slurm_array_parallelism=slurm.get("array_parallelism", 64))
-        if slurm.get("partition"):
+        params.update(slurm_gpus_per_task=slurm["gpus_per_task"], slurm_array_parallelism=ARRAY_PARALLELISM)
+        if slurm["partition"]:
             params["slurm_partition"] = slurm["partition"]
     executor.update_parameters(**params)
     driver = claims.this_process()

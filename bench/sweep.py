@@ -9,15 +9,14 @@ fingerprint, so every caller names a cell the same way; :func:`run` runs the cel
 are not finished and collects the records. A finished cell made by other result-affecting
 code is *stale*: it is named, and recomputed with ``rerun_stale`` or kept (the tables mark
 its row). A failed cell is retried with ``retry_failed`` or when the code changed.
+The options, their flags and their checks are declared in :mod:`bench.options`.
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
-import socket
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -28,50 +27,13 @@ from bench.data.scans import DataError, LongitudinalDataset
 from bench.data.store import DataStore, warm_cache
 from bench.cell import Cell
 from bench.grid import Row, grid_rows, select, validate_axis
-from bench.limits import MAX_REMOTE_THREADS, MAX_SEED, MAX_SEEDS, cpu_cores, range_problem
+from bench.limits import cpu_cores
+# check_device and check_range: re-exported for the CLI's commands that take no SweepOptions
+from bench.options import SweepOptions, UsageError, check_device, check_options, check_range  # noqa: F401
 from bench.presets import Preset, resolve
 from bench.records import RecordError, RunRecord, read_record
 from bench.references import ANY, with_references
 from bench.runner import RunContext
-
-
-class UsageError(ValueError):
-    """A setting that cannot work: one line naming the value and what is valid."""
-
-
-@dataclass
-class SweepOptions:
-    """Everything a user chooses for a sweep (the CLI's flags, one to one)."""
-
-    grid: str = "table4"
-    preset: str = "paper"
-    overrides: dict = field(default_factory=dict)  # preset settings, e.g. {"lr": 5e-4} (--set)
-    seeds: int | None = None           # seeds 0..N-1 (default: the preset's)
-    seed_list: list[int] | None = None  # explicit seeds instead
-    backbones: list[str] | None = None
-    losses: list[str] | None = None
-    sims: list[str] | None = None
-    datasets: list[str] | None = None
-    data: dict[str, str] = field(default_factory=dict)        # dataset -> source spec
-    pretrained: dict[str, str] = field(default_factory=dict)  # backbone -> weights path
-    on_bad_input: str = "fail"
-    epochs: int | None = None
-    out: str | Path = "results"
-    cache_dir: str | Path = ".cache/clips"
-    device: str = "auto"
-    amp: bool = True
-    compile: bool = False
-    executor: str = "local"             # local | ray
-    address: str | None = None          # Ray cluster address
-    gpus: int = 0
-    jobs_per_gpu: int | str = 1         # or "auto" (bench.packing)
-    jobs: int = 1
-    threads_per_cell: int = 1
-    rerun_stale: bool = False
-    retry_failed: bool = False
-    references: bool = True             # majority / untrained / oracle rows (bench.references)
-    folder: str | None = None           # results go to <out>/<folder> (default: the grid's name)
-    slurm: dict = field(default_factory=dict)  # submitit: partition, time_min, gpus_per_task, cpus_per_task, folder
 
 
 @dataclass
@@ -107,112 +69,6 @@ class SweepResult:
     stale_rerun: bool
     claimed_elsewhere: list[tuple[str, str]]  # (run_id, by whom) left to another sweep
     unreadable: dict[str, str]
-
-
-def check_range(flag: str, value, lo=None, hi=None, why: str = "") -> None:
-    """A flag's number in ``[lo, hi]`` or :class:`UsageError` naming the flag (None: not given)."""
-    if value is not None and (problem := range_problem(value, lo, hi, why)):
-        raise UsageError(f"{flag} {problem}")
-
-
-def check_device(device: str, gpus: int) -> None:
-    if device not in ("auto", "cpu") and not (device == "cuda" or device.startswith("cuda:")):
-        raise UsageError(f"--device {device!r} is not a device; valid: auto, cpu, cuda, cuda:N")
-    index = device.partition(":")[2]
-    if index and not index.isdigit():
-        raise UsageError(f"--device {device!r}: the GPU index must be a number, as in cuda:0")
-    if (device.startswith("cuda") or gpus) and not torch.cuda.is_available():
-        what = f"--device {device}" if device.startswith("cuda") else f"--gpus {gpus}"
-        raise UsageError(f"{what}: no CUDA device here (torch {torch.__version__}); use --device cpu or auto")
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if index and int(index) >= count:
-        raise UsageError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
-    if gpus > count:
-        raise UsageError(f"--gpus {gpus}: this machine has {count} CUDA device(s)")
-
-
-def check_ray(address: str | None, timeout_s: float = 3.0) -> None:
-    """Ray is installed and, for an explicit ``host:port``, something answers there."""
-    if importlib.util.find_spec("ray") is None:
-        raise UsageError("--executor ray needs Ray: pip install 'learner-bench[ray]'")
-    if not address or address == "auto":
-        return
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"--address {address!r} must look like HOST:PORT (or ray://HOST:PORT, or auto)")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        raise UsageError(f"--address {address}: nothing answers there within {timeout_s:g} s "
-                         f"({exc.strerror or exc}); is the Ray head running?") from None
-
-
-def check_options(o: SweepOptions) -> None:
-    """Every flag on its own and against the others (no data, no files): one line per
-    problem, the first raised. Flags that conflict or do nothing here are refused."""
-    if o.executor not in ("local", "ray", "submitit"):
-        raise UsageError(f"unknown executor {o.executor!r}; valid: local, ray, submitit")
-    if o.on_bad_input not in ("fail", "skip"):
-        raise UsageError(f"--on-bad-input {o.on_bad_input!r}; valid: fail, skip")
-    for flag, values in (("--backbones", o.backbones), ("--losses", o.losses), ("--sims", o.sims),
-                         ("--datasets", o.datasets)):
-        if values is not None and not values:
-            raise UsageError(f"{flag} is empty: give at least one name (leave the flag out for the grid's own)")
-    _check_seeds(o)
-    check_range("--epochs", o.epochs, 1)
-    check_range("--jobs", o.jobs, 1)
-    cores = cpu_cores()
-    if o.jobs_per_gpu != "auto":
-        check_range("--jobs-per-gpu", o.jobs_per_gpu, 1, cores, "one worker process per slot, CPU cores here")
-    if o.jobs_per_gpu != 1 and not o.gpus:
-        raise UsageError(f"--jobs-per-gpu {o.jobs_per_gpu} packs cells on GPUs: use it with --gpus N")
-    threads_hi = (cores, "CPU cores here") if o.executor == "local" else (MAX_REMOTE_THREADS, "")
-    check_range("--threads-per-cell", o.threads_per_cell, 1, *threads_hi)
-    check_range("--gpus", o.gpus, 0)
-    if o.gpus and o.jobs > 1:
-        raise UsageError("--jobs is for CPU cells; with --gpus use --jobs-per-gpu")
-    if o.executor != "local" and (o.gpus or o.jobs > 1 or o.jobs_per_gpu != 1):
-        raise UsageError(f"--gpus/--jobs/--jobs-per-gpu belong to the local executor; {o.executor} places cells itself")
-    if o.address and o.executor != "ray":
-        raise UsageError("--address is a Ray cluster address: use it with --executor ray")
-    _check_slurm(o)
-    check_device(o.device, o.gpus)
-    if o.executor == "ray":
-        check_ray(o.address)
-    if o.executor == "submitit" and importlib.util.find_spec("submitit") is None:
-        raise UsageError("--executor submitit needs submitit: pip install 'learner-bench[slurm]'")
-
-
-def _check_seeds(o: SweepOptions) -> None:
-    if o.seeds is not None and o.seed_list is not None:
-        raise UsageError(f"--seeds {o.seeds} and --seed-list {','.join(map(str, o.seed_list))} both choose the "
-                         "seeds: give one of them")
-    check_range("--seeds", o.seeds, 1, MAX_SEEDS, "seeds of one sweep")
-    if o.seed_list is None:
-        return
-    if not o.seed_list:
-        raise UsageError("--seed-list is empty; give seeds like 0,1,2")
-    repeated = sorted({s for s in o.seed_list if o.seed_list.count(s) > 1})
-    if repeated:
-        raise UsageError(f"--seed-list repeats seed(s) {', '.join(map(str, repeated))}: each seed is one cell")
-    if min(o.seed_list) < 0:
-        raise UsageError(f"--seed-list: seeds must be >= 0, got {min(o.seed_list)}")
-    check_range("--seed-list: a seed", max(o.seed_list), 0, MAX_SEED)
-    check_range("--seed-list: the number of seeds", len(o.seed_list), 1, MAX_SEEDS, "seeds of one sweep")
-
-
-SLURM_FLAGS = {"partition": "--slurm-partition", "time_min": "--slurm-time", "gpus_per_task": "--slurm-gpus-per-task",
-               "cpus_per_task": "--slurm-cpus-per-task", "folder": "--slurm-folder"}
-
-
-def _check_slurm(o: SweepOptions) -> None:
-    """SLURM settings belong to ``--executor submitit`` and must be runnable there."""
-    given = [SLURM_FLAGS.get(k, k) for k, v in o.slurm.items() if v is not None]
-    if given and o.executor != "submitit":
-        raise UsageError(f"{', '.join(given)}: SLURM settings, use them with --executor submitit")
-    for key, lo in (("time_min", 1), ("gpus_per_task", 0), ("cpus_per_task", 1)):
-        check_range(SLURM_FLAGS[key], o.slurm.get(key), lo)
 
 
 def writable_dir(flag: str, path: Path, need_bytes: int) -> None:
@@ -408,7 +264,9 @@ def make_executor(p: SweepPlan):
     if o.executor == "ray":
         return partial(ray_cells, address=o.address)
     if o.executor == "submitit":
-        return partial(submitit_cells, slurm=o.slurm)
+        slurm = {f.name.removeprefix("slurm_"): getattr(o, f.name) for f in fields(o)
+                 if f.metadata.get("executor") == "submitit"}
+        return partial(submitit_cells, slurm=slurm)
     devices = worker_devices(o.gpus, p.jobs_per_gpu, o.jobs)
     if len(devices) > 1 or o.gpus:
         return partial(process_cells, devices=devices)
