@@ -200,6 +200,15 @@ def measure(name: str, cfg: BenchConfig, device: torch.device, mode: str, flops:
             "mfu": achieved / peak if peak else np.nan, "device": device_name(device)}
 
 
+def measure_cell_peak_bytes(backbone: str, preset: Preset, device: torch.device | str, compile: bool = False,
+                            steps: int = 2) -> float:
+    """A cell's device peak without running one (what :mod:`bench.packing` packs by): a few of
+    the runner's training steps on the preset's clips, resident as in a cell (the fast path)."""
+    row = measure(backbone, BenchConfig(preset, steps=steps, warmup=1, compile=compile), torch.device(device),
+                  "fast", flops=0.0)
+    return row["peak_memory_mb"] * 2**20
+
+
 def run_benchmark(names: list[str], cfg: BenchConfig, device: torch.device) -> pd.DataFrame:
     rows = []
     for name in names:

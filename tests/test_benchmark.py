@@ -118,6 +118,6 @@ def test_auto_jobs_per_gpu_rejects_nonsense(args, kw):
 def test_measured_cell_peak_holds_the_presets_clips():
     import torch
 
-    from bench.packing import measure_cell_peak_bytes
+    from bench.benchmark import measure_cell_peak_bytes
     preset = get_preset("smoke")
     assert measure_cell_peak_bytes("tsm_r18", preset, torch.device("cpu")) > 0
