@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import backbones
 from bench import train  # train.train_step / train.ClipBatcher are looked up at call time (tests patch them)
+from bench.data.cache import DEFAULT_CACHE_DIR
 from bench.data.store import DataStore
 from bench.losses import LossSpec
 from bench.presets import Preset
@@ -135,7 +136,7 @@ class BenchConfig:
     workers: int = 0         # naive DataLoader workers
     peak_tflops: float | None = None  # override for devices without a listed peak
     compile: bool = False    # torch.compile the fast path's encoder
-    cache_dir: Path | None = Path(".cache/clips")  # the runner's clip cache (the CLI's default)
+    cache_dir: Path | None = DEFAULT_CACHE_DIR  # the runner's clip cache
 
 
 def _fast_step(model, opt, loss, cfg: BenchConfig, device: torch.device) -> Callable[[], torch.Tensor]:

@@ -565,9 +565,8 @@ def _bench_parser(prog: str) -> argparse.ArgumentParser:
 
 def _bench_setup(args):
     """The preset and device of ``bench`` / ``time_to_table.py``, every flag checked first."""
-    import torch
-
     import backbones
+    from bench.devices import resolve_device
     from bench.grid import validate_axis
     from bench.limits import cpu_cores
     from bench.presets import get_preset
@@ -584,8 +583,7 @@ def _bench_setup(args):
     check_device(args.device, 0)
     writable_dir("--out", Path(args.out), 2**20)
     writable_dir("--cache-dir", Path(args.cache_dir), 2**20)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    return preset, device
+    return preset, resolve_device(args.device)
 
 
 def bench_command(args) -> int:

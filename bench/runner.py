@@ -27,6 +27,7 @@ from bench.data.splits import cohorts, evaluation_scans, split_patients
 from bench import claims
 from bench.checkpoint import Checkpoint
 from bench.code_version import code_version, source_digest
+from bench.devices import resolve_device
 from bench.grid import Row, RunSpec
 from bench.losses import LOSSES, LossSpec
 from bench.presets import Preset
@@ -89,9 +90,7 @@ class RunContext:
         return cell_code_version(row, self.data_spec(row.dataset))
 
     def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def run_path(self, spec: RunSpec) -> Path:
         return self.out_dir / "runs" / f"{spec.run_id}.json"

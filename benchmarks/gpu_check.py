@@ -36,15 +36,12 @@ import torch  # noqa: E402
 
 from bench.benchmark import (bench_csv, device_peak, device_slug, estimate_grid_seconds,  # noqa: E402
                              train_flops_per_clip)
+from bench.devices import resolve_device  # noqa: E402
 from bench.grid import PAPER_BACKBONES  # noqa: E402
 from bench.presets import get_preset  # noqa: E402
 
 GRID, SEEDS = "table4", 3  # the time-to-table target: Table 4 x 3 seeds
 CELL = ("tsm_r18", "cl")    # the backbone and loss of the script's real cells (Table 3, LUS)
-
-
-def _device(arg: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if arg == "auto" else arg)
 
 
 # ---------------------------------------------------------------- environment
@@ -108,7 +105,7 @@ def environment(device: torch.device, smoke: bool) -> dict:
 
 
 def env_command(args) -> int:
-    device = _device(args.device)
+    device = resolve_device(args.device)
     info = environment(device, args.smoke)
     path = Path(args.out) / f"{info['slug']}-env.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,8 +167,8 @@ def warm_cache_command(args) -> int:
 def _read_records(folder: Path) -> tuple[list, list]:
     """The script's cells in ``folder`` and, apart, the other cells the sweep ran with them
     (reference rows such as ``majority`` / ``untrained``, when the sweep adds them)."""
-    from bench.records import read_record
-    recs = [r for r in (read_record(p) for p in sorted(folder.glob("*/runs/*.json"))) if r is not None]
+    from bench.records import read_records
+    recs = [r for runs in sorted(folder.glob("*/runs")) for r in read_records(runs)]
     return ([r for r in recs if (r.backbone, r.loss) == CELL],
             [r for r in recs if (r.backbone, r.loss) != CELL and r.status == "finished"])
 
@@ -444,7 +441,7 @@ def best_time(ttt: pd.DataFrame) -> dict | None:
 def report_command(args) -> int:
     work, out = Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     preset = get_preset(args.preset)
     slug = device_slug(device)
     env_path = out / f"{slug}-env.json"
@@ -504,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--budget", type=float, default=float("nan"), help="the script's total budget")
     args = p.parse_args(argv)
     if args.cmd == "slug":
-        print(device_slug(_device(args.device)))
+        print(device_slug(resolve_device(args.device)))
         return 0
     return {"env": env_command, "warm-cache": warm_cache_command, "report": report_command}[args.cmd](args)
 
