@@ -33,7 +33,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import backbones
 from bench import train  # train.train_step / train.ClipBatcher are looked up at call time (tests patch them)
+from bench.data import load_dataset
 from bench.data.cache import DEFAULT_CACHE_DIR
+from bench.data.splits import split_patients
 from bench.data.store import DataStore
 from bench.losses import LossSpec
 from bench.presets import Preset
@@ -220,6 +222,24 @@ def run_benchmark(names: list[str], cfg: BenchConfig, device: torch.device) -> p
     speed = df.pivot(index="backbone", columns="mode", values="clips_per_s")
     df["fast_over_naive"] = df["backbone"].map(speed["fast"] / speed["naive"])
     return df
+
+
+def lus_cell_sizes(preset: Preset) -> tuple[int, int]:
+    """Training clips and all clips of a LUS cell at ``preset`` (seed 0's split): the size every
+    time-to-table estimate gives a cell's epochs and embedding."""
+    ds = load_dataset("synthetic-lus", **preset.data_defaults)
+    return len(split_patients(ds.scans, 0)["train"]), len(ds)
+
+
+def flops_step_seconds(name: str, preset: Preset, tflops: float) -> float:
+    """A training step's seconds from the backbone's FLOPs per clip at ``tflops`` achieved
+    TFLOP/s: the estimate where no step was measured."""
+    return train_flops_per_clip(name, preset) * preset.batch_size / (tflops * 1e12)
+
+
+def step_seconds(rows: pd.DataFrame) -> dict[str, float]:
+    """Each backbone's measured step seconds in throughput rows of one mode."""
+    return dict(zip(rows["backbone"], rows["step_ms"] / 1000))
 
 
 def epoch_and_embed_seconds(step: float, preset: Preset, n_train: int, n_clips: int) -> tuple[float, float]:

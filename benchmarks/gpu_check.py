@@ -34,10 +34,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from bench.benchmark import (bench_csv, device_peak, device_slug, estimate_grid_seconds,  # noqa: E402
-                             train_flops_per_clip)
+from bench.benchmark import (bench_csv, device_peak, device_slug, epoch_and_embed_seconds,  # noqa: E402
+                             estimate_grid_seconds, flops_step_seconds, lus_cell_sizes, step_seconds)
 from bench.devices import resolve_device  # noqa: E402
-from bench.grid import PAPER_BACKBONES  # noqa: E402
+from bench.grid import PAPER_BACKBONES, grid_rows  # noqa: E402
+from bench.packing import auto_jobs_per_gpu  # noqa: E402
 from bench.presets import get_preset  # noqa: E402
 
 GRID, SEEDS = "table4", 3  # the time-to-table target: Table 4 x 3 seeds
@@ -282,60 +283,82 @@ def time_to_table(fast: dict[str, pd.DataFrame], e2e, packing: pd.DataFrame, env
     the median TFLOP/s of the measured ones, and the largest measured peak (both named in
     the CSV's ``eager_steps_for`` / ``flops_steps_for``).
     """
-    from bench.benchmark import epoch_and_embed_seconds
-    from bench.data import load_dataset
-    from bench.data.splits import split_patients
-    from bench.grid import grid_rows
-    from bench.packing import auto_jobs_per_gpu
     rows = grid_rows(GRID)
     needed = {r.backbone for r in rows}
     eager = fast.get("eager")
     if eager is None or eager.empty:
         return pd.DataFrame()
-    ds = load_dataset("synthetic-lus", **preset.data_defaults)
-    n_train, n_clips = len(split_patients(ds.scans, 0)["train"]), len(ds)
-    eager_step = dict(zip(eager["backbone"], eager["step_ms"] / 1000))
-    # A backbone whose part ran out of time: its FLOPs at the median TFLOP/s the others achieved.
-    from_flops = sorted(needed - set(eager_step))
-    tflops = float(eager["achieved_tflops"].median())
-    eager_step.update({b: train_flops_per_clip(b, preset) * preset.batch_size / (tflops * 1e12) for b in from_flops})
-    eager_peak = dict(zip(eager["backbone"], eager["peak_memory_mb"] * 2**20))
-    eager_peak.update({b: max(eager_peak.values()) for b in from_flops})
-    epoch_over, cell_over = 0.0, 5.0  # without a real cell: the estimate's defaults
-    if e2e is not None and e2e.status == "finished" and e2e.backbone in eager_step:
-        epoch, embed = epoch_and_embed_seconds(eager_step[e2e.backbone], preset, n_train, n_clips)
-        epoch_over = max(0.0, _steady(e2e.pretrain["history"], "seconds") - epoch)
-        cell_over = max(0.0, e2e.timing["wall_seconds"] - e2e.timing["pretrain_seconds"] - embed)
+    sizes = lus_cell_sizes(preset)
+    eager_step, eager_peak, from_flops = _eager_figures(eager, needed, preset)
+    epoch_over, cell_over = _real_cell_overheads(e2e, eager_step, preset, sizes)
     gains = {int(j): float(g) for j, g in zip(packing.get("jobs_per_gpu", []), packing.get("gain", []))
              if np.isfinite(g)} or {1: 1.0}
-    free = env.get("memory_free_bytes")
     out = []
     for mode, df in fast.items():
-        step_s = {**eager_step, **dict(zip(df["backbone"], df["step_ms"] / 1000))}
+        step_s = {**eager_step, **step_seconds(df)}
+        est = estimate_grid_seconds(step_s, rows, SEEDS, preset, *sizes, cell_over, epoch_overhead_s=epoch_over,
+                                    cell_extra_s=compile_extra if mode == "compile" else None)
+        cells = _with_reference_cells([(r.backbone, r.cell_s) for r in est.itertuples()], refs, step_s, needed,
+                                      preset, sizes)
+        peaks = {**eager_peak, **_peak_bytes(df)}
         # compile did not finish for these: their eager step
         eager_only = "" if mode == "eager" else ",".join(sorted(needed - set(df["backbone"]) - set(from_flops)))
-        est = estimate_grid_seconds(step_s, rows, SEEDS, preset, n_train, n_clips, cell_over,
-                                    epoch_overhead_s=epoch_over,
-                                    cell_extra_s=compile_extra if mode == "compile" else None)
-        cells = [(r.backbone, r.cell_s) for r in est.itertuples()]
-        embed = {b: epoch_and_embed_seconds(step_s[b], preset, n_train, n_clips)[1] for b in step_s}
-        for ref in refs:
-            if ref.backbone in embed:  # e.g. the untrained encoder: embedding + classifier
-                cells += [(b, ref.timing["wall_seconds"] - embed[ref.backbone] + embed[b]) for b in sorted(needed)]
-            else:
-                cells.append((ref.backbone, ref.timing["wall_seconds"]))
-        peaks = {**eager_peak, **dict(zip(df["backbone"], df["peak_memory_mb"] * 2**20))}
-        for jobs, gain in sorted(gains.items()):
-            fits = free is None or all(auto_jobs_per_gpu(peaks[b], free, cap=jobs) >= jobs for b in needed)
-            for bound in ("conservative", "optimistic"):
-                slow = [max(0.0, t) * jobs / (gain if b in R18_FAMILY or bound == "optimistic" else 1.0)
-                        for b, t in cells for _ in range(SEEDS)]
-                out.append({"mode": mode, "jobs_per_gpu": jobs, "bound": bound, "gain_r18": gain, "fits": fits,
-                            "cells": len(slow), "minutes": (_makespan(slow, jobs) + sweep_overhead_s) / 60,
-                            "eager_steps_for": eager_only, "flops_steps_for": ",".join(from_flops),
-                            "epoch_overhead_s": epoch_over,
-                            "cell_overhead_s": cell_over, "sweep_overhead_s": sweep_overhead_s})
+        same = {"eager_steps_for": eager_only, "flops_steps_for": ",".join(from_flops),
+                "epoch_overhead_s": epoch_over, "cell_overhead_s": cell_over, "sweep_overhead_s": sweep_overhead_s}
+        out += [{"mode": mode, **row, **same}
+                for row in _packed_times(cells, gains, peaks, needed, env.get("memory_free_bytes"), sweep_overhead_s)]
     return pd.DataFrame(out)
+
+
+def _peak_bytes(rows: pd.DataFrame) -> dict[str, float]:
+    return dict(zip(rows["backbone"], rows["peak_memory_mb"] * 2**20))
+
+
+def _eager_figures(eager: pd.DataFrame, needed: set[str], preset) -> tuple[dict, dict, list[str]]:
+    """Each backbone's eager step seconds and peak bytes; one whose part ran out of time (listed
+    third) gets its FLOPs at the median TFLOP/s the others achieved, and their largest peak."""
+    step, peak = step_seconds(eager), _peak_bytes(eager)
+    from_flops = sorted(needed - set(step))
+    tflops = float(eager["achieved_tflops"].median())
+    step.update({b: flops_step_seconds(b, preset, tflops) for b in from_flops})
+    peak.update({b: max(peak.values()) for b in from_flops})
+    return step, peak, from_flops
+
+
+def _real_cell_overheads(e2e, eager_step: dict, preset, sizes: tuple[int, int]) -> tuple[float, float]:
+    """What the real cell cost beyond its steps, per epoch and per cell (without one: the
+    estimate's defaults)."""
+    if e2e is None or e2e.status != "finished" or e2e.backbone not in eager_step:
+        return 0.0, 5.0
+    epoch, embed = epoch_and_embed_seconds(eager_step[e2e.backbone], preset, *sizes)
+    return (max(0.0, _steady(e2e.pretrain["history"], "seconds") - epoch),
+            max(0.0, e2e.timing["wall_seconds"] - e2e.timing["pretrain_seconds"] - embed))
+
+
+def _with_reference_cells(cells: list, refs: list, step_s: dict, needed: set[str], preset,
+                          sizes: tuple[int, int]) -> list[tuple[str, float]]:
+    """The grid's cells and the reference cells the real sweep ran beside its cell, as measured."""
+    embed = {b: epoch_and_embed_seconds(step_s[b], preset, *sizes)[1] for b in step_s}
+    for ref in refs:
+        if ref.backbone in embed:  # e.g. the untrained encoder: embedding + classifier
+            cells += [(b, ref.timing["wall_seconds"] - embed[ref.backbone] + embed[b]) for b in sorted(needed)]
+        else:
+            cells.append((ref.backbone, ref.timing["wall_seconds"]))
+    return cells
+
+
+def _packed_times(cells: list, gains: dict[int, float], peaks: dict, needed: set[str], free,
+                  sweep_overhead_s: float) -> list[dict]:
+    """Per packing and bound: whether it fits and the minutes of every cell x seed."""
+    out = []
+    for jobs, gain in sorted(gains.items()):
+        fits = free is None or all(auto_jobs_per_gpu(peaks[b], free, cap=jobs) >= jobs for b in needed)
+        for bound in ("conservative", "optimistic"):
+            slow = [max(0.0, t) * jobs / (gain if b in R18_FAMILY or bound == "optimistic" else 1.0)
+                    for b, t in cells for _ in range(SEEDS)]
+            out.append({"jobs_per_gpu": jobs, "bound": bound, "gain_r18": gain, "fits": fits, "cells": len(slow),
+                        "minutes": (_makespan(slow, jobs) + sweep_overhead_s) / 60})
+    return out
 
 
 def _fmt(x, spec: str = ".3g") -> str:
@@ -354,6 +377,14 @@ def _md_table(df: pd.DataFrame, cols: dict[str, str], specs: dict[str, str] | No
 
 def summary_md(env: dict, benches: dict[str, pd.DataFrame], e2e_rec, e2e_df, checks, packing, ttt,
                parts: pd.DataFrame, preset, total_s: float, budget_s: float) -> str:
+    out = (_environment_md(env, preset, total_s, budget_s) + _throughput_md(benches, preset)
+           + _e2e_md(e2e_rec, e2e_df, checks) + _packing_md(packing) + _time_to_table_md(ttt, env, preset))
+    out += ["", "## Parts", "", _md_table(parts, {"part": "part", "budget_s": "budget s", "seconds": "seconds",
+                                                  "status": "status"}, {"seconds": ".1f", "budget_s": ".0f"}), ""]
+    return "\n".join(out)
+
+
+def _environment_md(env: dict, preset, total_s: float, budget_s: float) -> list[str]:
     title = env.get("gpu") or f"CPU ({env.get('cpu_count')} cores)"
     out = [f"# GPU check: {title}", "",
            f"`bash benchmarks/gpu_check.sh` — {env.get('time', '')}, {total_s:.0f} s of its {budget_s:.0f} s budget, "
@@ -365,8 +396,12 @@ def summary_md(env: dict, benches: dict[str, pd.DataFrame], e2e_rec, e2e_df, che
            f"(datasheet: {_fmt(env.get('datasheet_bf16_tflops'))} bf16, {_fmt(env.get('datasheet_fp32_tflops'))} fp32)."]
     if env.get("memory_total_bytes"):
         out.append(f"Memory: {env['memory_total_bytes'] / 2**30:.1f} GiB, {env['memory_free_bytes'] / 2**30:.1f} GiB free.")
-    out += ["", f"## Throughput (`run_all.py bench --preset {preset.name}`, batch {preset.batch_size} × "
-            f"{preset.frames} × {preset.img_size}²)", ""]
+    return out
+
+
+def _throughput_md(benches: dict[str, pd.DataFrame], preset) -> list[str]:
+    out = ["", f"## Throughput (`run_all.py bench --preset {preset.name}`, batch {preset.batch_size} × "
+           f"{preset.frames} × {preset.img_size}²)", ""]
     eager, comp = benches["eager"], benches["compile"]
     if eager.empty:
         out.append("No throughput figures (the part failed; see the parts table).")
@@ -389,7 +424,11 @@ def summary_md(env: dict, benches: dict[str, pd.DataFrame], e2e_rec, e2e_df, che
                              {"mfu_sheet": ".1%", "mfu_meas": ".1%", "mfu_comp": ".1%", "ratio": ".2g"}))
         out += ["", "MFU: achieved training TFLOP/s (FLOPs counted per clip) over the dense peak — bf16 for the "
                 "fast path on CUDA, fp32 otherwise."]
-    out += ["", "## One real cell end to end", ""]
+    return out
+
+
+def _e2e_md(e2e_rec, e2e_df, checks) -> list[str]:
+    out = ["", "## One real cell end to end", ""]
     if e2e_rec is None:
         out.append("No record: the part failed (see its log).")
     else:
@@ -398,7 +437,11 @@ def summary_md(env: dict, benches: dict[str, pd.DataFrame], e2e_rec, e2e_df, che
                    f"peak {e2e_rec.timing['peak_memory_mb'] / 1024:.2f} GiB, "
                    f"{e2e_rec.timing['train_clips_per_second']:.0f} training clips/s.")
     out += [""] + [f"* {'PASS' if ok else 'FAIL'}: {name}" for name, ok in checks]
-    out += ["", "## Cells per GPU (TSM-R18 cells at once)", ""]
+    return out
+
+
+def _packing_md(packing: pd.DataFrame) -> list[str]:
+    out = ["", "## Cells per GPU (TSM-R18 cells at once)", ""]
     if packing.empty:
         out.append("No packing figures.")
     else:
@@ -406,7 +449,11 @@ def summary_md(env: dict, benches: dict[str, pd.DataFrame], e2e_rec, e2e_df, che
                                        "cell_clips_per_s": "clips/s per cell", "total_clips_per_s": "clips/s total",
                                        "gain": "gain", "epoch_s": "epoch s", "peak_memory_mb": "peak MiB / cell",
                                        "sweep_s": "sweep wall s"}))
-    out += ["", f"## Time to table: {GRID} × {SEEDS} seeds, `{preset.name}` preset ({preset.epochs} epochs)", ""]
+    return out
+
+
+def _time_to_table_md(ttt: pd.DataFrame, env: dict, preset) -> list[str]:
+    out = ["", f"## Time to table: {GRID} × {SEEDS} seeds, `{preset.name}` preset ({preset.epochs} epochs)", ""]
     best = best_time(ttt)
     if best is None:
         out.append("Not estimated (figures missing).")
@@ -425,9 +472,7 @@ def summary_md(env: dict, benches: dict[str, pd.DataFrame], e2e_rec, e2e_df, che
                 "`conservative` gives only the ResNet-18 backbones TSM-R18's packing gain, `optimistic` all of them."
                 + (f" No measured step (part out of time), from FLOPs instead: {best['flops_steps_for']}."
                    if isinstance(best.get("flops_steps_for"), str) and best["flops_steps_for"] else "")]
-    out += ["", "## Parts", "", _md_table(parts, {"part": "part", "budget_s": "budget s", "seconds": "seconds",
-                                                  "status": "status"}, {"seconds": ".1f", "budget_s": ".0f"}), ""]
-    return "\n".join(out)
+    return out
 
 
 def best_time(ttt: pd.DataFrame) -> dict | None:
