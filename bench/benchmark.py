@@ -33,6 +33,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import backbones
 from bench import train  # train.train_step / train.ClipBatcher are looked up at call time (tests patch them)
+from bench.data import load_dataset
+from bench.data.cache import DEFAULT_CACHE_DIR
+from bench.data.splits import split_patients
 from bench.data.store import DataStore
 from bench.losses import LossSpec
 from bench.presets import Preset
@@ -135,7 +138,7 @@ class BenchConfig:
     workers: int = 0         # naive DataLoader workers
     peak_tflops: float | None = None  # override for devices without a listed peak
     compile: bool = False    # torch.compile the fast path's encoder
-    cache_dir: Path | None = Path(".cache/clips")  # the runner's clip cache (the CLI's default)
+    cache_dir: Path | None = DEFAULT_CACHE_DIR  # the runner's clip cache
 
 
 def _fast_step(model, opt, loss, cfg: BenchConfig, device: torch.device) -> Callable[[], torch.Tensor]:
@@ -200,6 +203,15 @@ def measure(name: str, cfg: BenchConfig, device: torch.device, mode: str, flops:
             "mfu": achieved / peak if peak else np.nan, "device": device_name(device)}
 
 
+def measure_cell_peak_bytes(backbone: str, preset: Preset, device: torch.device | str, compile: bool = False,
+                            steps: int = 2) -> float:
+    """A cell's device peak without running one (what :mod:`bench.packing` packs by): a few of
+    the runner's training steps on the preset's clips, resident as in a cell (the fast path)."""
+    row = measure(backbone, BenchConfig(preset, steps=steps, warmup=1, compile=compile), torch.device(device),
+                  "fast", flops=0.0)
+    return row["peak_memory_mb"] * 2**20
+
+
 def run_benchmark(names: list[str], cfg: BenchConfig, device: torch.device) -> pd.DataFrame:
     rows = []
     for name in names:
@@ -210,6 +222,24 @@ def run_benchmark(names: list[str], cfg: BenchConfig, device: torch.device) -> p
     speed = df.pivot(index="backbone", columns="mode", values="clips_per_s")
     df["fast_over_naive"] = df["backbone"].map(speed["fast"] / speed["naive"])
     return df
+
+
+def lus_cell_sizes(preset: Preset) -> tuple[int, int]:
+    """Training clips and all clips of a LUS cell at ``preset`` (seed 0's split): the size every
+    time-to-table estimate gives a cell's epochs and embedding."""
+    ds = load_dataset("synthetic-lus", **preset.data_defaults)
+    return len(split_patients(ds.scans, 0)["train"]), len(ds)
+
+
+def flops_step_seconds(name: str, preset: Preset, tflops: float) -> float:
+    """A training step's seconds from the backbone's FLOPs per clip at ``tflops`` achieved
+    TFLOP/s: the estimate where no step was measured."""
+    return train_flops_per_clip(name, preset) * preset.batch_size / (tflops * 1e12)
+
+
+def step_seconds(rows: pd.DataFrame) -> dict[str, float]:
+    """Each backbone's measured step seconds in throughput rows of one mode."""
+    return dict(zip(rows["backbone"], rows["step_ms"] / 1000))
 
 
 def epoch_and_embed_seconds(step: float, preset: Preset, n_train: int, n_clips: int) -> tuple[float, float]:

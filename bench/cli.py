@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench.data.cache import DEFAULT_CACHE_DIR
 from bench.options import add_arguments, config_defaults, flagged, from_args
 from bench.options import csv_list as _csv  # the bench command's --backbones
 from bench.presets import PRESETS
@@ -61,7 +62,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peak-tflops", type=float, help="device peak for MFU where none is listed (CPUs)")
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path's encoder")
-    p.add_argument("--cache-dir", default=".cache/clips", help="decoded-clip cache the fast path reads")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, type=Path, help="decoded-clip cache the fast path reads")
     p.add_argument("--out", default="results/benchmarks")
 
 
@@ -320,7 +321,7 @@ def sensitivity_command(args) -> int:
 
 def export_tracker_command(args) -> int:
     """Replay the records of every ``<out>/<grid>/runs`` folder into MLflow."""
-    from bench.records import RecordError, read_record
+    from bench.records import read_records
     from bench.tracking import log_records
     from bench.tracking import check_uri
     folders = sorted(p.parent for p in Path(args.out).glob("**/runs") if p.is_dir())
@@ -331,14 +332,9 @@ def export_tracker_command(args) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     for folder in folders:
-        records = []
-        for path in sorted((folder / "runs").glob("*.json")):
-            try:
-                records.append(read_record(path))
-            except RecordError as exc:
-                print(f"skipped: {exc}")
+        records = read_records(folder / "runs", skip=lambda exc: print(f"skipped: {exc}"))
         artifacts = sorted(p for p in folder.iterdir() if p.suffix in (".csv", ".md", ".tex", ".png", ".pdf", ".toml"))
-        logged = log_records([r for r in records if r], folder.relative_to(args.out).as_posix(), folder, artifacts,
+        logged = log_records(records, folder.relative_to(args.out).as_posix(), folder, artifacts,
                              args.tracker_uri)
         print(f"{folder}: {logged} new cell(s) of {len(records)} logged")
     return 0
@@ -435,14 +431,16 @@ def _bench_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _bench_setup(args):
-    """The preset and device of ``bench`` / ``time_to_table.py``, every flag checked first."""
-    import torch
-
+    """The benchmark's settings and device of ``bench`` / ``time_to_table.py``, every flag
+    checked first."""
     import backbones
+    from bench.benchmark import BenchConfig
+    from bench.devices import resolve_device
     from bench.grid import validate_axis
     from bench.limits import cpu_cores
     from bench.presets import get_preset
-    from bench.sweep import UsageError, check_device, check_range, writable_dir
+    from bench.options import UsageError, check_device, check_range
+    from bench.sweep import writable_dir
     validate_axis("backbone", args.backbones, backbones.list_backbones())
     if not args.backbones:
         raise UsageError("--backbones is empty: give at least one name")
@@ -455,24 +453,23 @@ def _bench_setup(args):
     check_device(args.device, 0)
     writable_dir("--out", Path(args.out), 2**20)
     writable_dir("--cache-dir", Path(args.cache_dir), 2**20)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    return preset, device
+    cfg = BenchConfig(preset, steps=args.steps, warmup=args.warmup, workers=args.workers,
+                      peak_tflops=args.peak_tflops, compile=args.compile, cache_dir=Path(args.cache_dir))
+    return cfg, resolve_device(args.device)
 
 
 def bench_command(args) -> int:
     """Throughput benchmark: writes ``<out>/<device>.csv`` and prints fast/naive ratios."""
     try:
-        preset, device = _bench_setup(args)
+        cfg, device = _bench_setup(args)
     except (KeyError, ValueError) as exc:
         return _fail(str(exc.args[0]))
-    from bench.benchmark import BenchConfig, bench_csv, run_benchmark
-    cfg = BenchConfig(preset, steps=args.steps, warmup=args.warmup, workers=args.workers,
-                      peak_tflops=args.peak_tflops, compile=args.compile, cache_dir=Path(args.cache_dir))
+    from bench.benchmark import bench_csv, run_benchmark
     df = run_benchmark(args.backbones, cfg, device)
-    path = bench_csv(args.out, device, preset, args.compile)
+    path = bench_csv(args.out, device, cfg.preset, args.compile)
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False, float_format="%.4g")
-    _print_frame(df, f"throughput ({preset.name} preset, {df['device'].iloc[0]})")
+    _print_frame(df, f"throughput ({cfg.preset.name} preset, {df['device'].iloc[0]})")
     print(f"wrote {path}")
     return 0
 
@@ -492,9 +489,9 @@ def time_to_table_command(argv: list[str]) -> int:
     p.add_argument("--measure", action="store_true", help="also run the grid and time it")
     args = p.parse_args(argv)
     try:
-        preset, device = _bench_setup(args)
+        cfg, device = _bench_setup(args)
         from bench.limits import MAX_SEEDS
-        from bench.sweep import check_range
+        from bench.options import check_range
         check_range("--seeds", args.seeds, 1, MAX_SEEDS)
         check_range("--assume-mfu", args.assume_mfu, 1e-3, 1.0, "a fraction of the peak")
     except (KeyError, ValueError) as exc:
@@ -503,32 +500,28 @@ def time_to_table_command(argv: list[str]) -> int:
 
     import pandas as pd
 
-    from bench.benchmark import BenchConfig, bench_csv, estimate_grid_seconds, run_benchmark, train_flops_per_clip
-    from bench.data import load_dataset
-    from bench.data.splits import split_patients
+    from bench.benchmark import (bench_csv, estimate_grid_seconds, flops_step_seconds, lus_cell_sizes,
+                                 run_benchmark, step_seconds)
     from bench.grid import grid_rows
+    preset = cfg.preset
     rows = grid_rows(args.grid)
     names = sorted({r.backbone for r in rows})
     if args.assume_mfu:
         peak = args.peak_tflops or 989.0
-        step_s = {n: train_flops_per_clip(n, preset) * preset.batch_size / (peak * 1e12 * args.assume_mfu)
-                  for n in names}
+        step_s = {n: flops_step_seconds(n, preset, peak * args.assume_mfu) for n in names}
         source = f"FLOPs at {args.assume_mfu:.0%} MFU of {peak:g} TFLOP/s"
     else:
         csv = bench_csv(args.out, device, preset, args.compile)
-        bench = pd.read_csv(csv) if csv.exists() else run_benchmark(
-            names, BenchConfig(preset, steps=args.steps, warmup=args.warmup, compile=args.compile), device)
-        fast = bench[bench["mode"] == "fast"].set_index("backbone")
-        step_s = {n: fast.loc[n, "step_ms"] / 1000 for n in names}
+        bench = pd.read_csv(csv) if csv.exists() else run_benchmark(names, cfg, device)
+        step_s = step_seconds(bench[bench["mode"] == "fast"])
         source = f"step times measured on {bench['device'].iloc[0]}"
-    ds = load_dataset("synthetic-lus", **preset.data_defaults)
-    n_train = len(split_patients(ds.scans, 0)["train"])
-    est = estimate_grid_seconds(step_s, rows, args.seeds, preset, n_train, len(ds))
+    est = estimate_grid_seconds(step_s, rows, args.seeds, preset, *lus_cell_sizes(preset))
     _print_frame(est, f"estimated {args.grid} ({preset.name}, {args.seeds} seeds): {source}")
     print(f"estimated total: {est['row_s'].sum() / 60:.1f} min, one cell at a time ({source})")
     if args.measure:
         t0 = time.perf_counter()
         code = main(["--grid", args.grid, "--preset", preset.name, "--seeds", str(args.seeds),
+                     "--device", args.device, "--cache-dir", args.cache_dir,
                      "--out", "results/time_to_table", *(["--compile"] if args.compile else [])])
         print(f"measured wall time: {(time.perf_counter() - t0) / 60:.1f} min (exit {code})")
     return 0

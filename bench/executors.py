@@ -28,6 +28,7 @@ from dataclasses import replace
 
 from bench import claims, watchdog
 from bench.data.store import DataStore
+from bench.devices import resolve_device
 from bench.runner import RunContext, execute_cell
 
 POLL_S = 1.0
@@ -129,8 +130,7 @@ def ray_cells(todo, ctx: RunContext, reporter=None, *, address: str | None = Non
 def _submitit_cell(spec, ctx: RunContext):
     """A cell in a submitit job; its error is returned, not raised, so that it arrives as
     itself rather than inside submitit's job-failure text."""
-    import torch
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if ctx.device == "auto" else ctx.device
+    device = str(resolve_device(ctx.device))
     try:
         return execute_cell(spec, replace(ctx, device=device), DataStore())
     except Exception as exc:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from bench.data.cache import DEFAULT_CACHE_DIR
 from bench.grid import GRIDS
 from bench.limits import MAX_REMOTE_THREADS, MAX_SEED, MAX_SEEDS, cpu_cores, range_problem
 from bench.presets import PRESETS, SETTABLE
@@ -153,7 +154,7 @@ class SweepOptions:
                               arg={"action": "store_false"}, toml=bool)
     out: str | Path = option("results", "--out", "results root (default results/)")
     folder: str | None = option(None, None, "results go to <out>/<folder> (default: the grid's name; sensitivity)")
-    cache_dir: str | Path = option(".cache/clips", "--cache-dir", "decoded-clip cache (default %(default)s)")
+    cache_dir: str | Path = option(DEFAULT_CACHE_DIR, "--cache-dir", "decoded-clip cache (default %(default)s)")
     device: str = option("auto", "--device", "auto, cpu, cuda, cuda:1 ...", toml=str)
     amp: bool = option(True, "--no-amp", "disable bf16 autocast on CUDA", arg={"action": "store_false"}, toml=bool)
     compile: bool = option(False, "--compile", "torch.compile the encoder", arg={"action": "store_true"}, toml=bool)

@@ -14,8 +14,9 @@ The rule (:func:`auto_jobs_per_gpu`)::
 * ``cell_peak_bytes``: the peak device memory of one cell of the model, as measured
   (``torch.cuda.max_memory_allocated`` over the cell): a finished record's
   ``timing.peak_memory_mb``, the benchmark's fast-path ``peak_memory_mb`` (it keeps the
-  preset's clips resident as a cell does), or :func:`measure_cell_peak_bytes`, which runs a
-  few of those steps now.
+  preset's clips resident as a cell does), or :func:`bench.benchmark.measure_cell_peak_bytes`,
+  which runs a few of those steps now. Measurements come in as numbers: this module trains
+  nothing.
 * ``margin`` (default 25 %): what the caching allocator holds beyond the allocated peak
   (fragmentation, blocks freed but kept), run-to-run variation (cuDNN algorithm choice,
   ``torch.compile`` workspaces), and, for a peak taken from training steps alone, what a
@@ -64,13 +65,3 @@ def free_device_bytes(device: torch.device | str) -> int:
     """Free memory of a CUDA device now (``cudaMemGetInfo``), in bytes."""
     free, _total = torch.cuda.mem_get_info(torch.device(device))
     return free
-
-
-def measure_cell_peak_bytes(backbone: str, preset, device: torch.device | str, compile: bool = False,
-                            steps: int = 2) -> float:
-    """A cell's device peak without running one: a few of the runner's training steps on the
-    preset's clips, resident as in a cell (the benchmark's fast path)."""
-    from bench.benchmark import BenchConfig, measure
-    row = measure(backbone, BenchConfig(preset, steps=steps, warmup=1, compile=compile), torch.device(device),
-                  "fast", flops=0.0)
-    return row["peak_memory_mb"] * 2**20

@@ -258,6 +258,23 @@ def _typed(cls, raw: dict, path: Path, where: str) -> dict:
     return {k: v for k, v in raw.items() if k in names}
 
 
+def read_records(runs: Path, skip=None) -> list[RunRecord]:
+    """Every record in a ``runs/`` folder, by file name. A file that is not a usable record
+    raises :class:`RecordError`, or with ``skip(error)`` given is passed to it and left out."""
+    records = []
+    for path in sorted(Path(runs).glob("*.json")):
+        try:
+            rec = read_record(path)
+        except RecordError as exc:
+            if skip is None:
+                raise
+            skip(exc)
+            continue
+        if rec is not None:
+            records.append(rec)
+    return records
+
+
 def load_embeddings(json_path: Path) -> dict[str, np.ndarray] | None:
     """The test-scan embeddings beside a record; None if absent; RecordError if corrupt."""
     npz = Path(json_path).with_suffix(".npz")

@@ -20,12 +20,14 @@ import torch
 
 import backbones
 from bench.data.pairs import label_counts, make_pairs, pairs_by_split, split_problem
+from bench.data.cache import DEFAULT_CACHE_DIR
 from bench.data.store import DataStore
 from bench.data.sources import DEFAULT_SOURCES
 from bench.data.splits import cohorts, evaluation_scans, split_patients
 from bench import claims
 from bench.checkpoint import Checkpoint
 from bench.cell import Cell, Numerics
+from bench.devices import resolve_device
 from bench.grid import Row
 from bench.losses import LossSpec
 from bench.presets import Preset
@@ -48,7 +50,7 @@ class RunContext:
     pretrained: dict[str, str] = field(default_factory=dict)
     device: str = "auto"
     amp: bool = True
-    cache_dir: Path | None = Path(".cache/clips")
+    cache_dir: Path | None = DEFAULT_CACHE_DIR
     on_bad_input: str = "fail"
     compile: bool = False
     threads: int = 1  # torch CPU threads of each cell: part of the numerics, whichever executor runs it
@@ -74,9 +76,7 @@ class RunContext:
                     self.numerics(), weights, (stat.st_size, stat.st_mtime_ns) if stat else None, self.on_bad_input)
 
     def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def run_path(self, cell: Cell) -> Path:
         return self.out_dir / "runs" / f"{cell.run_id}.json"

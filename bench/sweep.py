@@ -28,8 +28,7 @@ from bench.data.store import DataStore, warm_cache
 from bench.cell import Cell
 from bench.grid import Row, grid_rows, select, validate_axis
 from bench.limits import cpu_cores
-# check_device and check_range: re-exported for the CLI's commands that take no SweepOptions
-from bench.options import SweepOptions, UsageError, check_device, check_options, check_range  # noqa: F401
+from bench.options import SweepOptions, UsageError, check_options
 from bench.presets import Preset, resolve
 from bench.records import RecordError, RunRecord, read_record
 from bench.references import ANY, with_references
@@ -225,7 +224,8 @@ def plan(o: SweepOptions, *, decode: bool = True,
 def pack_cells(rows: list[Row], preset: Preset, o: SweepOptions) -> int:
     """``--jobs-per-gpu auto``: the packing rule of :mod:`bench.packing` for the largest
     measured cell of the grid's backbones and the least free GPU."""
-    from bench.packing import auto_jobs_per_gpu, free_device_bytes, measure_cell_peak_bytes
+    from bench.benchmark import measure_cell_peak_bytes
+    from bench.packing import auto_jobs_per_gpu, free_device_bytes
     peak = max(measure_cell_peak_bytes(b, preset, "cuda:0", o.compile)
                for b in dict.fromkeys(r.backbone for r in rows) if b != ANY)
     free = min(free_device_bytes(f"cuda:{g}") for g in range(o.gpus))

@@ -138,13 +138,7 @@ def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, groups: to
     result = PretrainResult(best_epoch=-1, best_val_mse=float("inf"))
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        _set_rng_states(gen, saved["rng"])
-        best, best_state, first_epoch = saved["best"], saved["best_state"], saved["epoch"] + 1
-        result = PretrainResult(**saved["result"])
-        result.resumed_at_epoch = first_epoch
+        best, best_state, first_epoch, result = _resume(saved, model, opt, sched, gen)
     start = time.perf_counter() - result.seconds
     for epoch in range(first_epoch, preset.epochs):
         t0 = time.perf_counter()
@@ -152,11 +146,7 @@ def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, groups: to
         perm = train_t[torch.randperm(len(train_t), generator=gen, device=device)]
         steps = torch.stack([train_step(model, opt, loss, batcher, perm[b * bs:(b + 1) * bs], y, groups, gen, amp)
                              for b in range(n_batches)])
-        row = dict(zip(("loss", "mse", "contrastive"), steps.mean(0).tolist()))  # the epoch's one sync
-        if not all(map(math.isfinite, row.values())):
-            step = int(torch.nonzero(~torch.isfinite(steps).all(1))[0])
-            raise Diverged(f"diverged at epoch {epoch + 1} of {preset.epochs}, step {step + 1} of {n_batches} "
-                           f"(loss = {steps[step, 0].item():g})")
+        row = _epoch_losses(steps, epoch, preset.epochs)
         row.update(epoch=epoch, lr=opt.param_groups[0]["lr"], train_seconds=time.perf_counter() - t0)
         result.train_seconds += row["train_seconds"]
         result.train_clips += n_batches * min(bs, len(train_t))
@@ -181,6 +171,29 @@ def pretrain(model: Regressor, batcher: ClipBatcher, y: torch.Tensor, groups: to
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
+
+
+def _resume(saved: dict, model: Regressor, opt, sched, gen: torch.Generator) -> tuple:
+    """Restore the model, optimizer, schedule and RNGs a checkpoint saved; return its best val
+    MSE and weights so far, the epoch to go on from and the result so far."""
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["optimizer"])
+    sched.load_state_dict(saved["scheduler"])
+    _set_rng_states(gen, saved["rng"])
+    result = PretrainResult(**saved["result"])
+    result.resumed_at_epoch = saved["epoch"] + 1
+    return saved["best"], saved["best_state"], saved["epoch"] + 1, result
+
+
+def _epoch_losses(steps: torch.Tensor, epoch: int, epochs: int) -> dict:
+    """Mean loss, MSE and contrastive term of an epoch's steps (the epoch's one host sync); a
+    non-finite one raises :class:`Diverged` naming the first bad step."""
+    row = dict(zip(("loss", "mse", "contrastive"), steps.mean(0).tolist()))
+    if not all(map(math.isfinite, row.values())):
+        step = int(torch.nonzero(~torch.isfinite(steps).all(1))[0])
+        raise Diverged(f"diverged at epoch {epoch + 1} of {epochs}, step {step + 1} of {len(steps)} "
+                       f"(loss = {steps[step, 0].item():g})")
+    return row
 
 
 @torch.no_grad()

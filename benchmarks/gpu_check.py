@@ -34,17 +34,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from bench.benchmark import (bench_csv, device_peak, device_slug, estimate_grid_seconds,  # noqa: E402
-                             train_flops_per_clip)
-from bench.grid import PAPER_BACKBONES  # noqa: E402
+from bench.benchmark import (bench_csv, device_peak, device_slug, epoch_and_embed_seconds,  # noqa: E402
+                             estimate_grid_seconds, flops_step_seconds, lus_cell_sizes, step_seconds)
+from bench.devices import resolve_device  # noqa: E402
+from bench.grid import PAPER_BACKBONES, grid_rows  # noqa: E402
+from bench.packing import auto_jobs_per_gpu  # noqa: E402
 from bench.presets import get_preset  # noqa: E402
 
 GRID, SEEDS = "table4", 3  # the time-to-table target: Table 4 x 3 seeds
 CELL = ("tsm_r18", "cl")    # the backbone and loss of the script's real cells (Table 3, LUS)
-
-
-def _device(arg: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if arg == "auto" else arg)
 
 
 # ---------------------------------------------------------------- environment
@@ -108,7 +106,7 @@ def environment(device: torch.device, smoke: bool) -> dict:
 
 
 def env_command(args) -> int:
-    device = _device(args.device)
+    device = resolve_device(args.device)
     info = environment(device, args.smoke)
     path = Path(args.out) / f"{info['slug']}-env.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,8 +168,8 @@ def warm_cache_command(args) -> int:
 def _read_records(folder: Path) -> tuple[list, list]:
     """The script's cells in ``folder`` and, apart, the other cells the sweep ran with them
     (reference rows such as ``majority`` / ``untrained``, when the sweep adds them)."""
-    from bench.records import read_record
-    recs = [r for r in (read_record(p) for p in sorted(folder.glob("*/runs/*.json"))) if r is not None]
+    from bench.records import read_records
+    recs = [r for runs in sorted(folder.glob("*/runs")) for r in read_records(runs)]
     return ([r for r in recs if (r.backbone, r.loss) == CELL],
             [r for r in recs if (r.backbone, r.loss) != CELL and r.status == "finished"])
 
@@ -204,7 +202,7 @@ def e2e_checks(rec, table_csv: Path, epochs: int, env: dict) -> list[tuple[str, 
     checks = [("record finished", rec.status == "finished")]
     if rec.status != "finished":
         return checks
-    hist = rec.pretrain["history"]
+    hist = rec.pretrain.history
     m = rec.metrics
     want = "bf16-autocast" if env.get("device_type") == "cuda" else "fp32"
     checks += [
@@ -213,8 +211,8 @@ def e2e_checks(rec, table_csv: Path, epochs: int, env: dict) -> list[tuple[str, 
         (f"{epochs} epochs recorded", len(hist) == epochs),
         ("losses and val MSE finite", all(math.isfinite(h[k]) for h in hist for k in ("loss", "val_mse"))),
         ("accuracy in [0, 100], macro-F1 in [0, 1]", 0 <= m["accuracy"] <= 100 and 0 <= m["macro_f1"] <= 1),
-        ("peak memory and clips/s recorded", rec.timing["peak_memory_mb"] > 0
-         and rec.timing["train_clips_per_second"] > 0),
+        ("peak memory and clips/s recorded", rec.timing.peak_memory_mb > 0
+         and rec.timing.train_clips_per_second > 0),
     ]
     ok = table_csv.exists()
     if ok:
@@ -226,7 +224,7 @@ def e2e_checks(rec, table_csv: Path, epochs: int, env: dict) -> list[tuple[str, 
 
 
 def e2e_frame(rec) -> pd.DataFrame:
-    hist = pd.DataFrame(rec.pretrain["history"])
+    hist = pd.DataFrame(rec.pretrain.history)
     return hist[[c for c in ("epoch", "train_seconds", "seconds", "loss", "val_mse") if c in hist]]
 
 
@@ -237,15 +235,15 @@ def packing_frame(work: Path, parts: pd.DataFrame, batch: int) -> pd.DataFrame:
     for folder in sorted(work.glob("pack-*"), key=lambda f: int(f.name.split("-")[1])):
         jobs = int(folder.name.split("-")[1])
         recs = [r for r in _read_records(folder)[0] if r.status == "finished"]
-        rates = [(r.data["split_scans"]["train"] // batch) * batch / _steady(r.pretrain["history"], "train_seconds")
+        rates = [(r.data.split_scans["train"] // batch) * batch / _steady(r.pretrain.history, "train_seconds")
                  for r in recs]
         part = parts[parts["part"] == f"packing:{jobs}"]
         rows.append({"jobs_per_gpu": jobs, "cells_finished": len(recs),
                      "cell_clips_per_s": float(np.median(rates)) if rates else np.nan,
                      "total_clips_per_s": float(np.sum(rates)) if len(recs) == jobs else np.nan,
-                     "epoch_s": float(np.median([_steady(r.pretrain["history"], "seconds") for r in recs]))
+                     "epoch_s": float(np.median([_steady(r.pretrain.history, "seconds") for r in recs]))
                      if recs else np.nan,
-                     "peak_memory_mb": max((r.timing["peak_memory_mb"] for r in recs), default=np.nan),
+                     "peak_memory_mb": max((r.timing.peak_memory_mb for r in recs), default=np.nan),
                      "sweep_s": float(part["seconds"].iloc[0]) if len(part) else np.nan})
     df = pd.DataFrame(rows)
     if len(df) and (df["jobs_per_gpu"] == 1).any():
@@ -285,60 +283,82 @@ def time_to_table(fast: dict[str, pd.DataFrame], e2e, packing: pd.DataFrame, env
     the median TFLOP/s of the measured ones, and the largest measured peak (both named in
     the CSV's ``eager_steps_for`` / ``flops_steps_for``).
     """
-    from bench.benchmark import epoch_and_embed_seconds
-    from bench.data import load_dataset
-    from bench.data.splits import split_patients
-    from bench.grid import grid_rows
-    from bench.packing import auto_jobs_per_gpu
     rows = grid_rows(GRID)
     needed = {r.backbone for r in rows}
     eager = fast.get("eager")
     if eager is None or eager.empty:
         return pd.DataFrame()
-    ds = load_dataset("synthetic-lus", **preset.data_defaults)
-    n_train, n_clips = len(split_patients(ds.scans, 0)["train"]), len(ds)
-    eager_step = dict(zip(eager["backbone"], eager["step_ms"] / 1000))
-    # A backbone whose part ran out of time: its FLOPs at the median TFLOP/s the others achieved.
-    from_flops = sorted(needed - set(eager_step))
-    tflops = float(eager["achieved_tflops"].median())
-    eager_step.update({b: train_flops_per_clip(b, preset) * preset.batch_size / (tflops * 1e12) for b in from_flops})
-    eager_peak = dict(zip(eager["backbone"], eager["peak_memory_mb"] * 2**20))
-    eager_peak.update({b: max(eager_peak.values()) for b in from_flops})
-    epoch_over, cell_over = 0.0, 5.0  # without a real cell: the estimate's defaults
-    if e2e is not None and e2e.status == "finished" and e2e.backbone in eager_step:
-        epoch, embed = epoch_and_embed_seconds(eager_step[e2e.backbone], preset, n_train, n_clips)
-        epoch_over = max(0.0, _steady(e2e.pretrain["history"], "seconds") - epoch)
-        cell_over = max(0.0, e2e.timing["wall_seconds"] - e2e.timing["pretrain_seconds"] - embed)
+    sizes = lus_cell_sizes(preset)
+    eager_step, eager_peak, from_flops = _eager_figures(eager, needed, preset)
+    epoch_over, cell_over = _real_cell_overheads(e2e, eager_step, preset, sizes)
     gains = {int(j): float(g) for j, g in zip(packing.get("jobs_per_gpu", []), packing.get("gain", []))
              if np.isfinite(g)} or {1: 1.0}
-    free = env.get("memory_free_bytes")
     out = []
     for mode, df in fast.items():
-        step_s = {**eager_step, **dict(zip(df["backbone"], df["step_ms"] / 1000))}
+        step_s = {**eager_step, **step_seconds(df)}
+        est = estimate_grid_seconds(step_s, rows, SEEDS, preset, *sizes, cell_over, epoch_overhead_s=epoch_over,
+                                    cell_extra_s=compile_extra if mode == "compile" else None)
+        cells = _with_reference_cells([(r.backbone, r.cell_s) for r in est.itertuples()], refs, step_s, needed,
+                                      preset, sizes)
+        peaks = {**eager_peak, **_peak_bytes(df)}
         # compile did not finish for these: their eager step
         eager_only = "" if mode == "eager" else ",".join(sorted(needed - set(df["backbone"]) - set(from_flops)))
-        est = estimate_grid_seconds(step_s, rows, SEEDS, preset, n_train, n_clips, cell_over,
-                                    epoch_overhead_s=epoch_over,
-                                    cell_extra_s=compile_extra if mode == "compile" else None)
-        cells = [(r.backbone, r.cell_s) for r in est.itertuples()]
-        embed = {b: epoch_and_embed_seconds(step_s[b], preset, n_train, n_clips)[1] for b in step_s}
-        for ref in refs:
-            if ref.backbone in embed:  # e.g. the untrained encoder: embedding + classifier
-                cells += [(b, ref.timing["wall_seconds"] - embed[ref.backbone] + embed[b]) for b in sorted(needed)]
-            else:
-                cells.append((ref.backbone, ref.timing["wall_seconds"]))
-        peaks = {**eager_peak, **dict(zip(df["backbone"], df["peak_memory_mb"] * 2**20))}
-        for jobs, gain in sorted(gains.items()):
-            fits = free is None or all(auto_jobs_per_gpu(peaks[b], free, cap=jobs) >= jobs for b in needed)
-            for bound in ("conservative", "optimistic"):
-                slow = [max(0.0, t) * jobs / (gain if b in R18_FAMILY or bound == "optimistic" else 1.0)
-                        for b, t in cells for _ in range(SEEDS)]
-                out.append({"mode": mode, "jobs_per_gpu": jobs, "bound": bound, "gain_r18": gain, "fits": fits,
-                            "cells": len(slow), "minutes": (_makespan(slow, jobs) + sweep_overhead_s) / 60,
-                            "eager_steps_for": eager_only, "flops_steps_for": ",".join(from_flops),
-                            "epoch_overhead_s": epoch_over,
-                            "cell_overhead_s": cell_over, "sweep_overhead_s": sweep_overhead_s})
+        same = {"eager_steps_for": eager_only, "flops_steps_for": ",".join(from_flops),
+                "epoch_overhead_s": epoch_over, "cell_overhead_s": cell_over, "sweep_overhead_s": sweep_overhead_s}
+        out += [{"mode": mode, **row, **same}
+                for row in _packed_times(cells, gains, peaks, needed, env.get("memory_free_bytes"), sweep_overhead_s)]
     return pd.DataFrame(out)
+
+
+def _peak_bytes(rows: pd.DataFrame) -> dict[str, float]:
+    return dict(zip(rows["backbone"], rows["peak_memory_mb"] * 2**20))
+
+
+def _eager_figures(eager: pd.DataFrame, needed: set[str], preset) -> tuple[dict, dict, list[str]]:
+    """Each backbone's eager step seconds and peak bytes; one whose part ran out of time (listed
+    third) gets its FLOPs at the median TFLOP/s the others achieved, and their largest peak."""
+    step, peak = step_seconds(eager), _peak_bytes(eager)
+    from_flops = sorted(needed - set(step))
+    tflops = float(eager["achieved_tflops"].median())
+    step.update({b: flops_step_seconds(b, preset, tflops) for b in from_flops})
+    peak.update({b: max(peak.values()) for b in from_flops})
+    return step, peak, from_flops
+
+
+def _real_cell_overheads(e2e, eager_step: dict, preset, sizes: tuple[int, int]) -> tuple[float, float]:
+    """What the real cell cost beyond its steps, per epoch and per cell (without one: the
+    estimate's defaults)."""
+    if e2e is None or e2e.status != "finished" or e2e.backbone not in eager_step:
+        return 0.0, 5.0
+    epoch, embed = epoch_and_embed_seconds(eager_step[e2e.backbone], preset, *sizes)
+    return (max(0.0, _steady(e2e.pretrain.history, "seconds") - epoch),
+            max(0.0, e2e.timing.wall_seconds - e2e.timing.pretrain_seconds - embed))
+
+
+def _with_reference_cells(cells: list, refs: list, step_s: dict, needed: set[str], preset,
+                          sizes: tuple[int, int]) -> list[tuple[str, float]]:
+    """The grid's cells and the reference cells the real sweep ran beside its cell, as measured."""
+    embed = {b: epoch_and_embed_seconds(step_s[b], preset, *sizes)[1] for b in step_s}
+    for ref in refs:
+        if ref.backbone in embed:  # e.g. the untrained encoder: embedding + classifier
+            cells += [(b, ref.timing.wall_seconds - embed[ref.backbone] + embed[b]) for b in sorted(needed)]
+        else:
+            cells.append((ref.backbone, ref.timing.wall_seconds))
+    return cells
+
+
+def _packed_times(cells: list, gains: dict[int, float], peaks: dict, needed: set[str], free,
+                  sweep_overhead_s: float) -> list[dict]:
+    """Per packing and bound: whether it fits and the minutes of every cell x seed."""
+    out = []
+    for jobs, gain in sorted(gains.items()):
+        fits = free is None or all(auto_jobs_per_gpu(peaks[b], free, cap=jobs) >= jobs for b in needed)
+        for bound in ("conservative", "optimistic"):
+            slow = [max(0.0, t) * jobs / (gain if b in R18_FAMILY or bound == "optimistic" else 1.0)
+                    for b, t in cells for _ in range(SEEDS)]
+            out.append({"jobs_per_gpu": jobs, "bound": bound, "gain_r18": gain, "fits": fits, "cells": len(slow),
+                        "minutes": (_makespan(slow, jobs) + sweep_overhead_s) / 60})
+    return out
 
 
 def _fmt(x, spec: str = ".3g") -> str:
@@ -357,6 +377,14 @@ def _md_table(df: pd.DataFrame, cols: dict[str, str], specs: dict[str, str] | No
 
 def summary_md(env: dict, benches: dict[str, pd.DataFrame], e2e_rec, e2e_df, checks, packing, ttt,
                parts: pd.DataFrame, preset, total_s: float, budget_s: float) -> str:
+    out = (_environment_md(env, preset, total_s, budget_s) + _throughput_md(benches, preset)
+           + _e2e_md(e2e_rec, e2e_df, checks) + _packing_md(packing) + _time_to_table_md(ttt, env, preset))
+    out += ["", "## Parts", "", _md_table(parts, {"part": "part", "budget_s": "budget s", "seconds": "seconds",
+                                                  "status": "status"}, {"seconds": ".1f", "budget_s": ".0f"}), ""]
+    return "\n".join(out)
+
+
+def _environment_md(env: dict, preset, total_s: float, budget_s: float) -> list[str]:
     title = env.get("gpu") or f"CPU ({env.get('cpu_count')} cores)"
     out = [f"# GPU check: {title}", "",
            f"`bash benchmarks/gpu_check.sh` — {env.get('time', '')}, {total_s:.0f} s of its {budget_s:.0f} s budget, "
@@ -368,8 +396,12 @@ def summary_md(env: dict, benches: dict[str, pd.DataFrame], e2e_rec, e2e_df, che
            f"(datasheet: {_fmt(env.get('datasheet_bf16_tflops'))} bf16, {_fmt(env.get('datasheet_fp32_tflops'))} fp32)."]
     if env.get("memory_total_bytes"):
         out.append(f"Memory: {env['memory_total_bytes'] / 2**30:.1f} GiB, {env['memory_free_bytes'] / 2**30:.1f} GiB free.")
-    out += ["", f"## Throughput (`run_all.py bench --preset {preset.name}`, batch {preset.batch_size} × "
-            f"{preset.frames} × {preset.img_size}²)", ""]
+    return out
+
+
+def _throughput_md(benches: dict[str, pd.DataFrame], preset) -> list[str]:
+    out = ["", f"## Throughput (`run_all.py bench --preset {preset.name}`, batch {preset.batch_size} × "
+           f"{preset.frames} × {preset.img_size}²)", ""]
     eager, comp = benches["eager"], benches["compile"]
     if eager.empty:
         out.append("No throughput figures (the part failed; see the parts table).")
@@ -392,16 +424,24 @@ def summary_md(env: dict, benches: dict[str, pd.DataFrame], e2e_rec, e2e_df, che
                              {"mfu_sheet": ".1%", "mfu_meas": ".1%", "mfu_comp": ".1%", "ratio": ".2g"}))
         out += ["", "MFU: achieved training TFLOP/s (FLOPs counted per clip) over the dense peak — bf16 for the "
                 "fast path on CUDA, fp32 otherwise."]
-    out += ["", "## One real cell end to end", ""]
+    return out
+
+
+def _e2e_md(e2e_rec, e2e_df, checks) -> list[str]:
+    out = ["", "## One real cell end to end", ""]
     if e2e_rec is None:
         out.append("No record: the part failed (see its log).")
     else:
         out.append(f"`{e2e_rec.run_id}` on {e2e_rec.device}: {len(e2e_df)} epochs, per-epoch seconds "
-                   f"{', '.join(_fmt(s, '.2f') for s in e2e_df['seconds'])}; wall {e2e_rec.timing['wall_seconds']:.1f} s, "
-                   f"peak {e2e_rec.timing['peak_memory_mb'] / 1024:.2f} GiB, "
-                   f"{e2e_rec.timing['train_clips_per_second']:.0f} training clips/s.")
+                   f"{', '.join(_fmt(s, '.2f') for s in e2e_df['seconds'])}; wall {e2e_rec.timing.wall_seconds:.1f} s, "
+                   f"peak {e2e_rec.timing.peak_memory_mb / 1024:.2f} GiB, "
+                   f"{e2e_rec.timing.train_clips_per_second:.0f} training clips/s.")
     out += [""] + [f"* {'PASS' if ok else 'FAIL'}: {name}" for name, ok in checks]
-    out += ["", "## Cells per GPU (TSM-R18 cells at once)", ""]
+    return out
+
+
+def _packing_md(packing: pd.DataFrame) -> list[str]:
+    out = ["", "## Cells per GPU (TSM-R18 cells at once)", ""]
     if packing.empty:
         out.append("No packing figures.")
     else:
@@ -409,7 +449,11 @@ def summary_md(env: dict, benches: dict[str, pd.DataFrame], e2e_rec, e2e_df, che
                                        "cell_clips_per_s": "clips/s per cell", "total_clips_per_s": "clips/s total",
                                        "gain": "gain", "epoch_s": "epoch s", "peak_memory_mb": "peak MiB / cell",
                                        "sweep_s": "sweep wall s"}))
-    out += ["", f"## Time to table: {GRID} × {SEEDS} seeds, `{preset.name}` preset ({preset.epochs} epochs)", ""]
+    return out
+
+
+def _time_to_table_md(ttt: pd.DataFrame, env: dict, preset) -> list[str]:
+    out = ["", f"## Time to table: {GRID} × {SEEDS} seeds, `{preset.name}` preset ({preset.epochs} epochs)", ""]
     best = best_time(ttt)
     if best is None:
         out.append("Not estimated (figures missing).")
@@ -428,9 +472,7 @@ def summary_md(env: dict, benches: dict[str, pd.DataFrame], e2e_rec, e2e_df, che
                 "`conservative` gives only the ResNet-18 backbones TSM-R18's packing gain, `optimistic` all of them."
                 + (f" No measured step (part out of time), from FLOPs instead: {best['flops_steps_for']}."
                    if isinstance(best.get("flops_steps_for"), str) and best["flops_steps_for"] else "")]
-    out += ["", "## Parts", "", _md_table(parts, {"part": "part", "budget_s": "budget s", "seconds": "seconds",
-                                                  "status": "status"}, {"seconds": ".1f", "budget_s": ".0f"}), ""]
-    return "\n".join(out)
+    return out
 
 
 def best_time(ttt: pd.DataFrame) -> dict | None:
@@ -444,7 +486,7 @@ def best_time(ttt: pd.DataFrame) -> dict | None:
 def report_command(args) -> int:
     work, out = Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     preset = get_preset(args.preset)
     slug = device_slug(device)
     env_path = out / f"{slug}-env.json"
@@ -467,7 +509,7 @@ def report_command(args) -> int:
     secs = parts.set_index("part")["seconds"] if len(parts) else pd.Series(dtype=float)
     compile_extra = {p.split(":")[1]: max(0.0, secs[p] - secs.get(p.replace("compile", "eager"), 0.0))
                      for p in secs.index if p.startswith("bench-compile:")}
-    sweep_over = max(0.0, secs.get("e2e", 0.0) - sum(r.timing["wall_seconds"] for r in [*cell, *refs])) \
+    sweep_over = max(0.0, secs.get("e2e", 0.0) - sum(r.timing.wall_seconds for r in [*cell, *refs])) \
         if e2e is not None else 0.0
     fast = {kind: df[df["mode"] == "fast"] for kind, df in benches.items() if not df.empty}
     ttt = time_to_table(fast, e2e, packing, env, preset, compile_extra, sweep_over, refs)
@@ -504,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--budget", type=float, default=float("nan"), help="the script's total budget")
     args = p.parse_args(argv)
     if args.cmd == "slug":
-        print(device_slug(_device(args.device)))
+        print(device_slug(resolve_device(args.device)))
         return 0
     return {"env": env_command, "warm-cache": warm_cache_command, "report": report_command}[args.cmd](args)
 

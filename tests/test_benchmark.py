@@ -36,6 +36,25 @@ def test_time_to_table_estimate_from_flops(capsys):
     assert "estimated total:" in out and "35% MFU of 989 TFLOP/s" in out
 
 
+def test_time_to_table_passes_its_flags_on(monkeypatch, tmp_path):
+    """--cache-dir and --workers reach the throughput measurement; --measure runs the grid on --device."""
+    import bench.benchmark
+    import bench.cli
+    seen = {}
+
+    def fake_benchmark(names, cfg, device):
+        seen["cfg"] = cfg
+        return pd.DataFrame({"backbone": names, "mode": "fast", "step_ms": 10.0, "device": "cpu"})
+    monkeypatch.setattr(bench.benchmark, "run_benchmark", fake_benchmark)
+    monkeypatch.setattr(bench.cli, "main", lambda argv: seen.setdefault("argv", argv) and 0)
+    cache = tmp_path / "clips"
+    assert time_to_table_command(["--grid", "table3", "--preset", "smoke", "--seeds", "1", "--out", str(tmp_path),
+                                  "--cache-dir", str(cache), "--workers", "1", "--device", "cpu", "--measure"]) == 0
+    assert seen["cfg"].cache_dir == cache and seen["cfg"].workers == 1
+    argv = seen["argv"]
+    assert argv[argv.index("--device") + 1] == "cpu" and argv[argv.index("--cache-dir") + 1] == str(cache)
+
+
 def test_cuda_device_is_named_and_gets_its_peak(monkeypatch):
     """The GPU branch of the naming helpers, which a CPU-only run never takes otherwise."""
     import torch
@@ -118,6 +137,6 @@ def test_auto_jobs_per_gpu_rejects_nonsense(args, kw):
 def test_measured_cell_peak_holds_the_presets_clips():
     import torch
 
-    from bench.packing import measure_cell_peak_bytes
+    from bench.benchmark import measure_cell_peak_bytes
     preset = get_preset("smoke")
     assert measure_cell_peak_bytes("tsm_r18", preset, torch.device("cpu")) > 0

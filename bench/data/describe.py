@@ -108,20 +108,13 @@ def _check_render_size(frames: int, size: int) -> None:
             raise ValueError(f"describe {flag} {problem}")
 
 
-def describe(dataset: LongitudinalDataset, frames: int = 8, size: int = 64, max_clips: int | None = None) -> dict:
-    """Sizes, label balance, nuisance dominance and score recoverability of ``dataset``.
-
-    Table statistics use every scan; image statistics use whole patients, in table order,
-    until ``max_clips`` clips (all when None).
-    """
-    _check_render_size(frames, size)
-    start = time.perf_counter()
+def _table_stats(dataset: LongitudinalDataset) -> dict:
+    """Sizes, visits, scores and pair labels from the scan table alone (every scan)."""
     scans = dataset.scans
-    rule = dataset.rule
-    pairs = make_pairs(scans, rule)
+    pairs = make_pairs(scans, dataset.rule)
     counts = label_counts(pairs)
     visits = scans.groupby("patient_id")["visit"].nunique()
-    out = {
+    return {
         "name": dataset.name, "kind": dataset.kind, "score_name": dataset.score_name,
         "patients": dataset.n_patients, "clips": len(scans),
         "visits_per_patient": {"min": int(visits.min()), "mean": float(visits.mean()), "max": int(visits.max())},
@@ -131,27 +124,46 @@ def describe(dataset: LongitudinalDataset, frames: int = 8, size: int = 64, max_
                   "fractions": {k: (v / len(pairs) if len(pairs) else float("nan")) for k, v in counts.items()}},
     }
 
-    subset = scans
-    if max_clips is not None and max_clips < len(scans):
-        per_patient = scans.groupby("patient_id", sort=False).size()
-        keep = per_patient.index[: max(2, int(np.searchsorted(per_patient.cumsum().to_numpy(), max_clips)) + 1)]
-        subset = scans[scans["patient_id"].isin(keep)].reset_index(drop=True)
 
-    render_start = time.perf_counter()
+def _whole_patients(scans: pd.DataFrame, max_clips: int | None) -> pd.DataFrame:
+    """Whole patients in table order until ``max_clips`` clips (at least two patients; all when None)."""
+    if max_clips is None or max_clips >= len(scans):
+        return scans
+    per_patient = scans.groupby("patient_id", sort=False).size()
+    keep = per_patient.index[: max(2, int(np.searchsorted(per_patient.cumsum().to_numpy(), max_clips)) + 1)]
+    return scans[scans["patient_id"].isin(keep)].reset_index(drop=True)
+
+
+def _image_stats(dataset: LongitudinalDataset, scans: pd.DataFrame, frames: int, size: int) -> pd.DataFrame:
+    """Per clip, rendered: intensity, brightest-row depth, the kind's biomarker and appearance."""
     stats = []
-    for _, row in subset.iterrows():
+    for _, row in scans.iterrows():
         clip = dataset.load_clip(row, frames, size)
         mean_img = clip.astype(np.float32).mean(0)
         bright_row = int(np.argmax(mean_img.mean(1)))
         stats.append((mean_img.mean(), clip.std(), bright_row / size,
                       *_biomarker_and_appearance(dataset.kind, clip, mean_img, bright_row)))
-    render_s = time.perf_counter() - render_start
-    stat = pd.DataFrame(stats, columns=["mean_intensity", "std_intensity", "brightest_row_depth", "biomarker",
+    return pd.DataFrame(stats, columns=["mean_intensity", "std_intensity", "brightest_row_depth", "biomarker",
                                         "appearance"])
+
+
+def describe(dataset: LongitudinalDataset, frames: int = 8, size: int = 64, max_clips: int | None = None) -> dict:
+    """Sizes, label balance, nuisance dominance and score recoverability of ``dataset``.
+
+    Table statistics use every scan; image statistics use whole patients, in table order,
+    until ``max_clips`` clips (all when None).
+    """
+    _check_render_size(frames, size)
+    start = time.perf_counter()
+    out = _table_stats(dataset)
+    subset = _whole_patients(dataset.scans, max_clips)
+    render_start = time.perf_counter()
+    stat = _image_stats(dataset, subset, frames, size)
+    render_s = time.perf_counter() - render_start
     pid = subset["patient_id"].to_numpy()
     score = subset["score"].to_numpy(float)
 
-    sub_pairs = make_pairs(subset, rule)
+    sub_pairs = make_pairs(subset, dataset.rule)
     bio = stat["biomarker"].to_numpy()
     d_bio = bio[sub_pairs["b"]] - bio[sub_pairs["a"]]
     d_score = (sub_pairs["score_b"] - sub_pairs["score_a"]).to_numpy()
