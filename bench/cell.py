@@ -23,11 +23,16 @@ from bench.data.sources import SOURCES, parse_spec
 from bench.grid import Row
 from bench.losses import LOSSES
 from bench.presets import Preset
-from bench.references import ANY, is_reference
+from bench.grid import ANY, is_reference
 from bench.similarity import SIMILARITIES
 
 # The result-affecting code this process imported (hashed once, at import).
 CODE_VERSION = code_version()
+
+
+def _module_digest(obj) -> str:
+    """8 hex digits of the code (syntax tree) of the module defining a plugin's object."""
+    return source_digest(Path(inspect.getsourcefile(obj)).read_text())[:8]
 
 
 @dataclass(frozen=True)
@@ -79,15 +84,13 @@ class Cell:
         """This package's code version, plus the module digest of each plugin the cell uses
         (backbone, loss, similarity, data source): editing a plugin makes its cells stale and
         nothing else's. ``KeyError`` when a plugin it names is not installed."""
-        row, digests = self.row, []
-        if row.backbone != ANY:
-            info = backbones.backbone_info(row.backbone)
-            if info.source == "plugin":
-                digests.append(source_digest(Path(inspect.getsourcefile(info.factory)).read_text())[:8])
-        if not is_reference(row.loss):
-            digests += [LOSSES.code_digest(row.loss), SIMILARITIES.code_digest(row.sim)]
-        digests.append(SOURCES.code_digest(parse_spec(self.data_spec)[0]))
-        return "+".join([CODE_VERSION, *filter(None, digests)])
+        row, plugins = self.row, []
+        if row.backbone != ANY and backbones.backbone_info(row.backbone).source == "plugin":
+            plugins.append(backbones.backbone_info(row.backbone).factory)
+        entries = [] if is_reference(row.loss) else [LOSSES.get(row.loss), SIMILARITIES.get(row.sim)]
+        entries.append(SOURCES.get(parse_spec(self.data_spec)[0]))
+        plugins += [e.obj for e in entries if e.source == "plugin"]
+        return "+".join([CODE_VERSION, *(_module_digest(p) for p in plugins)])
 
     def is_stale(self, record) -> bool:
         """The record was made by other result-affecting code than this cell runs now (or by a

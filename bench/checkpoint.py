@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bench.records import atomic_write
+from bench.files import atomic_write
 
 
 @dataclass

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.records import write_json_atomic
+from bench.files import write_json_atomic
 from bench.watchdog import process_alive
 
 STALE_AFTER_S = 2 * 3600.0

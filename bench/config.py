@@ -13,7 +13,7 @@ from pathlib import Path
 
 import tomli_w
 
-from bench.records import atomic_write
+from bench.files import atomic_write
 
 
 def config_dict(plan) -> dict:

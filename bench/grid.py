@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from bench.losses import LOSSES
+from typing import Callable
+
 from bench.paper import TABLE4
 
 PAPER_DATASETS = ("lus", "adni")  # the paper's; any other name is a dataset the user brings (--data)
@@ -43,11 +44,37 @@ def _full() -> list[Row]:
     return rows
 
 
+# The paper's losses and the extra built-ins (plugins join with ``--losses``, so a grid does not
+# change with what is installed); a test checks it names every built-in loss.
+BEYOND_LOSSES = ("mse", "cl", "wcl", "wcl_out", "rnc", "yaware", "supcon")
+
+
 def _beyond() -> list[Row]:
-    """Every built-in loss (plugins join with ``--losses``, so a grid does not change with
-    what is installed)."""
-    builtin = [e.name for e in LOSSES.entries() if e.source == "built-in"]
-    return [Row(d, "tsm_r18", loss) for d in PAPER_DATASETS for loss in builtin]
+    return [Row(d, "tsm_r18", loss) for d in PAPER_DATASETS for loss in BEYOND_LOSSES]
+
+
+# Reference rows (bench.references runs them): on the same splits and seeds as the method rows.
+REFERENCES = ("majority", "untrained", "oracle")
+REFERENCE_LABELS = {"majority": "Majority (ref.)", "untrained": "Untrained encoder (ref.)",
+                    "oracle": "Oracle severity (ref.)"}
+ANY = "any"  # the backbone of the backbone-independent references
+
+
+def is_reference(loss: str) -> bool:
+    return loss in REFERENCES
+
+
+def with_references(rows: list[Row], has_oracle: Callable[[str], bool]) -> list[Row]:
+    """``rows`` with each dataset's reference rows after its method rows: majority, one
+    untrained row per backbone (in order of appearance), oracle where the source has one."""
+    out: list[Row] = []
+    for d in dict.fromkeys(r.dataset for r in rows):
+        block = [r for r in rows if r.dataset == d]
+        out += block + [Row(d, ANY, "majority")]
+        out += [Row(d, b, "untrained") for b in dict.fromkeys(r.backbone for r in block)]
+        if has_oracle(d):
+            out.append(Row(d, ANY, "oracle"))
+    return out
 
 
 GRIDS = {"table3": _table3, "table4": _table4, "full": _full, "beyond": _beyond}

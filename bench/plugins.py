@@ -5,19 +5,15 @@ Built-ins register with :meth:`Registry.register` when their module is imported 
 optional dependencies stay optional); third-party packages declare an entry point in the
 registry's group (``name = "pkg.module:object"``) and are found without any change to this
 repository. A name can be taken once (a plugin cannot shadow a built-in), a plugin that
-fails to import is reported naming it, and :meth:`Registry.code_digest` hashes a plugin's
-module so its code is part of its cells' code version, as for backbones.
+fails to import is reported naming it, and a plugin's module is part of its cells' code
+version (:meth:`bench.cell.Cell.code_version`), as for backbones.
 """
 from __future__ import annotations
 
 import importlib
-import inspect
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
-
-from bench.code_version import source_digest
 
 
 class PluginError(RuntimeError):
@@ -98,11 +94,3 @@ class Registry:
         into a running interpreter, as the tests do)."""
         self._entries = {k: e for k, e in self._entries.items() if e.source != "plugin"}
         self._discovered = False
-
-    def code_digest(self, name: str) -> str | None:
-        """8 hex digits of a plugin's module code (its syntax tree), None for a built-in (the
-        package's code version covers those)."""
-        entry = self.get(name)
-        if entry.source != "plugin":
-            return None
-        return source_digest(Path(inspect.getsourcefile(entry.obj)).read_text())[:8]

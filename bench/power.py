@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.data.pairs import LABELS
 from bench.records import RunRecord, TestPairs
-from bench.references import is_reference
+from bench.grid import is_reference
 from bench.stats import paired_bootstrap_var, seeds_needed
 
 TARGETS = (0.05, 0.03)

@@ -2,9 +2,7 @@
 
 A record is strict JSON (no NaN/Infinity: non-finite numbers are written as ``null``)
 with a schema version; the test-scan embeddings of a finished cell sit beside it as
-``.npz``. Files are written atomically (temp file + rename) with the permissions the
-folder's other outputs get (``0666 & ~umask``), so a killed writer leaves no half file and
-a shared results folder stays readable.
+``.npz``. Both are written atomically with the folder's permissions (:mod:`bench.files`).
 
 Anything that cannot be read as a record of this schema raises :class:`RecordError` with
 one line naming the file and what to do, never a bare ``KeyError``. A record carries the
@@ -16,11 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
 import platform
 import subprocess
-import tempfile
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -28,15 +23,13 @@ from typing import Literal
 
 import numpy as np
 
+from bench.files import atomic_write, strict_json, write_json_atomic
 from bench.grid import Row
 
 SCHEMA_VERSION = 3
 READABLE_SCHEMAS = (2, 3)  # 2: the same parts, without data.pair_rule / data.heldout_patients
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = ("torch", "torchvision", "timm", "transformers", "numpy", "scikit-learn", "learner-bench")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
 
 
 class RecordError(ValueError):
@@ -163,48 +156,10 @@ class RunRecord:
         return float("nan") if v is None else float(v)
 
 
-def _strict(obj):
-    """JSON-safe copy: numpy scalars/arrays to Python, non-finite floats to ``None``."""
-    if isinstance(obj, dict):
-        return {str(k): _strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _strict(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _strict(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(file)`` into a temp file in ``path``'s folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    text = json.dumps(_strict(obj), indent=1, allow_nan=False)
-    atomic_write(Path(path), lambda f: f.write(text.encode()))
-
-
 def content_checksum(obj: dict) -> str:
     """sha256 of a record's strict JSON without its ``checksum`` field (keys sorted, so it
     does not depend on the layout of the file)."""
-    body = {k: v for k, v in _strict(obj).items() if k != "checksum"}
+    body = {k: v for k, v in strict_json(obj).items() if k != "checksum"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 

@@ -13,15 +13,14 @@
   test pairs.
 
 ``majority`` and ``oracle`` do not depend on the backbone: one row per dataset, under the
-backbone name :data:`ANY`. All of them run on the same splits and seeds as the method rows,
+backbone name :data:`bench.grid.ANY` (the rows themselves are defined in :mod:`bench.grid`). All of them run on the same splits and seeds as the method rows,
 so they pair with them seed by seed.
 """
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
 from typing import Callable
-
+from functools import lru_cache
 import numpy as np
 import pandas as pd
 import torch
@@ -30,32 +29,8 @@ from bench.data.describe import spearman
 from bench.data.pairs import make_pairs, pairs_by_split
 from bench.data.scans import LongitudinalDataset
 from bench.data.splits import cohorts, evaluation_scans, split_patients
-from bench.grid import Row
 from bench.presets import Preset, get_preset
 from bench.train import DownstreamResult, pair_features, train_classifier
-
-REFERENCES = ("majority", "untrained", "oracle")
-REFERENCE_LABELS = {"majority": "Majority (ref.)", "untrained": "Untrained encoder (ref.)",
-                    "oracle": "Oracle severity (ref.)"}
-ANY = "any"  # the backbone of the backbone-independent references
-
-
-def is_reference(loss: str) -> bool:
-    return loss in REFERENCES
-
-
-def with_references(rows: list[Row], has_oracle: Callable[[str], bool]) -> list[Row]:
-    """``rows`` with each dataset's reference rows after its method rows: majority, one
-    untrained row per backbone (in order of appearance), oracle where the source has one."""
-    out: list[Row] = []
-    for d in dict.fromkeys(r.dataset for r in rows):
-        block = [r for r in rows if r.dataset == d]
-        out += block + [Row(d, ANY, "majority")]
-        out += [Row(d, b, "untrained") for b in dict.fromkeys(r.backbone for r in block)]
-        if has_oracle(d):
-            out.append(Row(d, ANY, "oracle"))
-    return out
-
 
 def majority_prediction(train_labels: np.ndarray, n_test: int) -> np.ndarray:
     """The most frequent train-pair label (the lowest label on a tie), for every test pair."""

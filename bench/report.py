@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.records import RunRecord
-from bench.references import ANY
+from bench.grid import ANY
 from bench.power import FEW_PAIRS, PLANNED_TEST_PATIENTS, TARGETS, class_counts, power_plan
 from bench.tables import DATASET_LABELS, number, p_text, seeds_text, signed_interval
 

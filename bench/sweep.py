@@ -31,7 +31,7 @@ from bench.limits import cpu_cores
 from bench.options import SweepOptions, UsageError, check_options
 from bench.presets import Preset, resolve
 from bench.records import RecordError, RunRecord, read_record
-from bench.references import ANY, with_references
+from bench.grid import ANY, with_references
 from bench.runner import RunContext
 
 

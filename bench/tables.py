@@ -23,7 +23,7 @@ from bench import losses, similarity
 from bench.paper import published
 from bench.power import FEW_PAIRS, PLANNED_TEST_PATIENTS, TARGETS, class_counts, pooled_sd, power_plan
 from bench.records import RunRecord
-from bench.references import ANY, REFERENCE_LABELS, is_reference
+from bench.grid import ANY, REFERENCE_LABELS, is_reference
 from bench.stats import (bootstrap_ci, corrected_paired_effect, holm, mean_ci, minimal_detectable_effect,
                          paired_effect, verdict)
 

@@ -148,7 +148,7 @@ def test_submitit_runs_resumes_and_reports_failures(tmp_path, cache, capsys):
 def test_latex_tables_fit_the_text_width(tmp_path):
     from bench.grid import grid_rows
     from bench.records import RunRecord
-    from bench.references import with_references
+    from bench.grid import with_references
     from bench.tables import summarize, write_tables
     rows = with_references(grid_rows("table3"), lambda d: True)
     records = [RunRecord(run_id=f"{r}-{s}", grid="table3", dataset=r.dataset, backbone=r.backbone, loss=r.loss,

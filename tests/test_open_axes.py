@@ -235,3 +235,8 @@ def test_make_pairs_matches_the_loop_pair_for_pair(spec, tmp_path):
     real = load_dataset(f"lus-manifest:{build_lus(tmp_path)}").scans  # dates as visits, zones
     pairs = make_pairs(real, SF_RULE)
     assert list(zip(pairs["a"], pairs["b"])) == _pairs_loop(real) and len(pairs) == 4
+
+
+def test_the_beyond_grid_names_every_built_in_loss():
+    from bench.grid import BEYOND_LOSSES
+    assert list(BEYOND_LOSSES) == [e.name for e in LOSSES.entries() if e.source == "built-in"]

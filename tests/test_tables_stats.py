@@ -205,7 +205,7 @@ def test_failed_and_stale_rows_are_marked(tmp_path):
 
 
 def test_reference_rows_headroom_and_no_bold(tmp_path):
-    from bench.references import ANY, with_references
+    from bench.grid import ANY, with_references
     rows = with_references([Row("lus", "tsm_r18", "mse"), Row("lus", "tsm_r18", "cl")], lambda d: True)
     assert [(r.backbone, r.loss) for r in rows] == [
         ("tsm_r18", "mse"), ("tsm_r18", "cl"), (ANY, "majority"), ("tsm_r18", "untrained"), (ANY, "oracle")]

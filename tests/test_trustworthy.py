@@ -19,7 +19,8 @@ from bench import claims, sweep
 from bench.cli import main
 from bench.code_version import source_digest
 from bench.presets import PRESETS
-from bench.records import FILE_MODE, RecordError, content_checksum, read_record
+from bench.files import FILE_MODE
+from bench.records import RecordError, content_checksum, read_record
 from bench.cell import CODE_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
