@@ -62,7 +62,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peak-tflops", type=float, help="device peak for MFU where none is listed (CPUs)")
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path's encoder")
-    p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, type=Path, help="decoded-clip cache the fast path reads")
+    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="decoded-clip cache the fast path reads")
     p.add_argument("--out", default="results/benchmarks")
 
 
