@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import backbones
 from bench import train  # train.train_step / train.ClipBatcher are looked up at call time (tests patch them)
 from bench.data import load_dataset
-from bench.data.cache import DEFAULT_CACHE_DIR
+from bench.files import DEFAULT_CACHE_DIR
 from bench.data.splits import split_patients
 from bench.data.store import DataStore
 from bench.losses import LossSpec

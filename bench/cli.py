@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.data.cache import DEFAULT_CACHE_DIR
+from bench.files import DEFAULT_CACHE_DIR
 from bench.options import add_arguments, config_defaults, flagged, from_args
 from bench.options import csv_list as _csv  # the bench command's --backbones
 from bench.presets import PRESETS

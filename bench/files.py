@@ -1,4 +1,5 @@
-"""Files every output shares: strict JSON, written atomically with the folder's permissions.
+"""Files every output shares: strict JSON, written atomically with the folder's permissions;
+and the clip cache's default folder (light to import: the CLI reads it before any heavy import).
 
 A file is written to a temp file beside it and renamed over it, so a killed writer leaves no
 half file; it gets the permissions the folder's other outputs get (``0666 & ~umask``), so a
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+DEFAULT_CACHE_DIR = Path(".cache/clips")  # every command's --cache-dir default, so they share one cache
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK

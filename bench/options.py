@@ -22,9 +22,8 @@ import socket
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 
-import torch
 
-from bench.data.cache import DEFAULT_CACHE_DIR
+from bench.files import DEFAULT_CACHE_DIR
 from bench.grid import GRIDS
 from bench.limits import MAX_REMOTE_THREADS, MAX_SEED, MAX_SEEDS, cpu_cores, range_problem
 from bench.presets import PRESETS, SETTABLE
@@ -262,6 +261,7 @@ def config_defaults(raw: dict) -> dict:
 # --- checks ---------------------------------------------------------------------------------------
 
 def check_device(device: str, gpus: int) -> None:
+    import torch  # here, not at the top: the CLI imports this module before any heavy one
     if device not in ("auto", "cpu") and not (device == "cuda" or device.startswith("cuda:")):
         raise UsageError(f"--device {device!r} is not a device; valid: auto, cpu, cuda, cuda:N")
     index = device.partition(":")[2]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.data.pairs import LABELS
-from bench.records import RunRecord, TestPairs
+from bench.records import RunRecord, ScoredPairs
 from bench.grid import is_reference
 from bench.stats import paired_bootstrap_var, seeds_needed
 
@@ -25,7 +25,7 @@ PLANNED_TEST_PATIENTS = 400
 FEW_PAIRS = 20  # a class with fewer test pairs than this makes its per-class F1, and macro-F1, jumpy
 
 
-def _test_pairs(rec: RunRecord) -> TestPairs | None:
+def _test_pairs(rec: RunRecord) -> ScoredPairs | None:
     tp = rec.test_pairs
     return tp if rec.finished and tp and tp.true else None
 

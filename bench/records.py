@@ -65,7 +65,7 @@ class Downstream:
 
 
 @dataclass
-class TestPairs:
+class ScoredPairs:
     """Every test pair's true label, prediction and patient (patients resample in bootstraps)."""
 
     true: list[int]
@@ -103,7 +103,7 @@ class DataPart:
     heldout_patients: int = 0
 
 
-PARTS = {"pretrain": Pretraining, "downstream": Downstream, "test_pairs": TestPairs, "timing": Timing,
+PARTS = {"pretrain": Pretraining, "downstream": Downstream, "test_pairs": ScoredPairs, "timing": Timing,
          "data": DataPart}
 
 
@@ -131,7 +131,7 @@ class RunRecord:
     finished_at: str
     metrics: dict | None = None
     error: str | None = None
-    test_pairs: TestPairs | None = None
+    test_pairs: ScoredPairs | None = None
     downstream: Downstream | None = None
     pretrain: Pretraining | None = None
     data: DataPart | None = None

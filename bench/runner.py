@@ -20,7 +20,7 @@ import torch
 
 import backbones
 from bench.data.pairs import label_counts, make_pairs, pairs_by_split, split_problem
-from bench.data.cache import DEFAULT_CACHE_DIR
+from bench.files import DEFAULT_CACHE_DIR
 from bench.data.store import DataStore
 from bench.data.sources import DEFAULT_SOURCES
 from bench.data.splits import cohorts, evaluation_scans, split_patients
@@ -32,7 +32,7 @@ from bench.grid import Row
 from bench.losses import LossSpec
 from bench.presets import Preset
 from bench.distances import distance_score_spearman
-from bench.records import (DataPart, Downstream, Pretraining, RecordError, RunRecord, TestPairs, Timing, git_commit,
+from bench.records import (DataPart, Downstream, Pretraining, RecordError, RunRecord, ScoredPairs, Timing, git_commit,
                            library_versions, read_record, save_record)
 from bench.references import majority_prediction, oracle_classifier
 from bench.train import (ClipBatcher, Diverged, DownstreamResult, PretrainResult, Regressor, classification_metrics,
@@ -199,7 +199,7 @@ def run_cell(cell: Cell, ctx: RunContext, store: DataStore,
                          train_clips_per_second=pre.train_clips / max(pre.train_seconds, 1e-9))
     rec = _record(
         cell, ctx, device, "finished", metrics={**down.metrics, **metrics},
-        test_pairs=TestPairs(down.test_true.tolist(), down.test_pred.tolist(),
+        test_pairs=ScoredPairs(down.test_true.tolist(), down.test_pred.tolist(),
                              pair_split["test"]["patient_id"].astype(str).tolist()),
         downstream=Downstream(down.best_epoch, down.best_val_macro_f1, oracle_trained_on or None),
         pretrain=None if pre is None else Pretraining(pre.best_epoch, pre.best_val_mse, pre.history,

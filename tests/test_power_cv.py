@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from bench.grid import grid_rows
-from bench.records import TestPairs
+from bench.records import ScoredPairs
 from bench.power import class_counts, joint_bootstrap, power_plan
 from bench.stats import (corrected_paired_effect, minimal_detectable_effect, paired_bootstrap_var, paired_effect,
                          seeds_needed)
@@ -14,7 +14,7 @@ from tests.test_tables_stats import record
 
 
 def with_pairs(rec, true, pred, patient):
-    rec.test_pairs = TestPairs(list(true), list(pred), list(patient))
+    rec.test_pairs = ScoredPairs(list(true), list(pred), list(patient))
     return rec
 
 

@@ -38,7 +38,6 @@ from bench.watchdog import process_alive
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path(".cache/clips")  # every command's --cache-dir default, so they share one cache
 
 MAGIC = b"LBCLIPS\x01"
 SUFFIX = ".clips"
