@@ -19,12 +19,10 @@ from pathlib import Path
 
 import backbones
 from bench.code_version import code_version, source_digest
-from bench.data.sources import SOURCES, parse_spec
-from bench.grid import Row
-from bench.losses import LOSSES
+from bench.data.sources import parse_spec
+from bench.grid import ANY, Row, is_reference
+from bench.plugins import LOSSES, SIMILARITIES, SOURCES
 from bench.presets import Preset
-from bench.grid import ANY, is_reference
-from bench.similarity import SIMILARITIES
 
 # The result-affecting code this process imported (hashed once, at import).
 CODE_VERSION = code_version()

@@ -67,7 +67,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench.sensitivity import KNOBS
+    from bench.sweep import KNOBS
     p = _Parser(prog="run_all.py", description="Regenerate the LEARNER paper's tables (and more) as CSV, LaTeX "
                 "and Markdown, with the evidence to read them.",
                 epilog="Running a grid is the default: `python run_all.py --grid table4` is "
@@ -292,10 +292,9 @@ def sensitivity_command(args) -> int:
         if args.tracker != "none" or args.tracker_uri:
             raise sweep.UsageError("--tracker/--tracker-uri: sensitivity logs to no tracker; after it, "
                                    f"export-tracker --out {args.out} logs its records")
-        values = sensitivity.parse_values(args.knob, args.values)
+        values = sweep.parse_values(args.knob, args.values)
         with clip_progress(console) as on_clip:
-            plans = sensitivity.plan_study(from_args(args), args.knob, values, on_clip,
-                                           decode=not args.tables_only)
+            plans = sweep.plan_study(from_args(args), args.knob, values, on_clip, decode=not args.tables_only)
     except sweep.UsageError as exc:
         return _fail(str(exc))
     except DataError as exc:

@@ -16,7 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULT_AFFECTING = ("bench/data/*.py", "bench/losses.py", "bench/train.py", "bench/runner.py",
+RESULT_AFFECTING = ("bench/data/*.py", "bench/losses.py", "bench/similarity.py", "bench/train.py",
+                    "bench/classifier.py", "bench/runner.py",
                     "bench/presets.py", "bench/distances.py", "bench/references.py", "bench/checkpoint.py",
                     "backbones/*.py")
 NOT_RESULT_AFFECTING = ("bench/data/describe.py",)  # reports on data, never feeds a cell

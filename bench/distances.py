@@ -20,11 +20,17 @@ def pairwise_distances(emb: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "same_patient": emb["patient_id"][i] == emb["patient_id"][j]}
 
 
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rho over the finite pairs; nan with fewer than 3 or a constant side."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
+        return float("nan")
+    return float(stats.spearmanr(a[ok], b[ok]).statistic)
+
+
 def distance_score_spearman(emb: dict[str, np.ndarray]) -> float:
     """Spearman rho of cosine distance vs |Δscore| over same-patient test pairs (nan if none)."""
     pw = pairwise_distances(emb)
     m = pw["same_patient"]
-    if m.sum() < 3 or np.ptp(pw["delta"][m]) == 0 or np.ptp(pw["distance"][m]) == 0:
-        return float("nan")
-    return float(stats.spearmanr(pw["distance"][m], pw["delta"][m]).statistic)
+    return spearman(pw["distance"][m], pw["delta"][m])
 

@@ -42,12 +42,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.plugins import PluginError, Registry
-from bench.similarity import SIMILARITIES, logits, similarity
+from bench.plugins import LOSSES, SIMILARITIES, PluginError
+from bench.similarity import logits, similarity
 
 TAU = 0.1
 SIGMA = 1.0
-LOSSES = Registry("loss", "learner_bench.losses")
 
 
 def positive_negative_masks(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,12 +35,13 @@ class Entry:
 class Registry:
     """Names of one axis (``kind``: "loss", "similarity", "data source").
 
-    ``lazy`` maps built-in names to the module that registers them when imported, so a
-    name is known (listed, validated) before its optional dependencies load.
+    ``home`` is the module whose import registers the built-ins (imported at the first
+    lookup); ``lazy`` instead maps each built-in name to its own module, so a name is known
+    (listed, validated) before its optional dependencies load.
     """
 
-    def __init__(self, kind: str, group: str, lazy: dict[str, str] | None = None):
-        self.kind, self.group, self.lazy = kind, group, dict(lazy or {})
+    def __init__(self, kind: str, group: str, lazy: dict[str, str] | None = None, home: str | None = None):
+        self.kind, self.group, self.lazy, self.home = kind, group, dict(lazy or {}), home
         self._entries: dict[str, Entry] = {}
         self._discovered = False
 
@@ -58,6 +59,8 @@ class Registry:
         if self._discovered:
             return
         self._discovered = True
+        if self.home:
+            importlib.import_module(self.home)  # registers the built-ins
         for ep in entry_points(group=self.group):
             if ep.name in self._entries and self._entries[ep.name].source == "plugin":
                 continue  # the same distribution seen twice on sys.path
@@ -94,3 +97,16 @@ class Registry:
         into a running interpreter, as the tests do)."""
         self._entries = {k: e for k, e in self._entries.items() if e.source != "plugin"}
         self._discovered = False
+
+
+# The open axes (backbones have theirs in backbones/registry.py). Declared here, apart from the
+# code they name, so that a cell can name its plugins without importing the losses themselves.
+LOSSES = Registry("loss", "learner_bench.losses", home="bench.losses")
+SIMILARITIES = Registry("similarity", "learner_bench.similarities", home="bench.similarity")
+SOURCES = Registry("data source", "learner_bench.sources", lazy={
+    "synthetic-lus": "bench.data.synthetic_lus",
+    "synthetic-mri": "bench.data.synthetic_mri",
+    "lus-manifest": "bench.data.lus_manifest",
+    "adni": "bench.data.adni",
+    "longitudinal": "bench.data.longitudinal",
+})  # one module per source, so that optional dependencies stay optional

@@ -9,6 +9,9 @@ gives the variance of their ΔF1 due to the test sample alone. The mean of that 
 the test-sampling component; the seed-to-seed variance minus it (floored at 0) the training
 component. More seeds shrink both; a larger test set (m× the patients) only the second
 (test variance / m).
+
+The functions take run records (:class:`bench.records.RunRecord`) and read only their
+row, seed, status and scored test pairs.
 """
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from bench.data.pairs import LABELS
-from bench.records import RunRecord, ScoredPairs
 from bench.grid import is_reference
 from bench.stats import paired_bootstrap_var, seeds_needed
 
@@ -25,12 +27,12 @@ PLANNED_TEST_PATIENTS = 400
 FEW_PAIRS = 20  # a class with fewer test pairs than this makes its per-class F1, and macro-F1, jumpy
 
 
-def _test_pairs(rec: RunRecord) -> ScoredPairs | None:
+def _test_pairs(rec):
     tp = rec.test_pairs
     return tp if rec.finished and tp and tp.true else None
 
 
-def joint_bootstrap(records: list[RunRecord]) -> pd.DataFrame:
+def joint_bootstrap(records: list) -> pd.DataFrame:
     """One line per method cell paired with the MSE cell of its dataset, backbone and seed on
     the same test pairs (same patients and labels in the same order; other pairs are
     skipped): its ΔF1 and the joint-bootstrap variance of that ΔF1 (``test_var``)."""
@@ -57,7 +59,7 @@ def pooled_sd(effects: pd.DataFrame) -> float:
     return float(np.sqrt(np.mean(effects["macro_f1_vs_mse_sd"] ** 2)))
 
 
-def power_plan(summary: pd.DataFrame, records: list[RunRecord]) -> pd.DataFrame:
+def power_plan(summary: pd.DataFrame, records: list) -> pd.DataFrame:
     """One line per dataset with paired cells: seeds run, MDE at those seeds (from the
     summary), the sd of ΔF1 over seeds and its training / test-sampling components, and the
     seeds needed for each target in :data:`TARGETS` at today's test size and at
@@ -85,7 +87,7 @@ def power_plan(summary: pd.DataFrame, records: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def class_counts(records: list[RunRecord]) -> pd.DataFrame:
+def class_counts(records: list) -> pd.DataFrame:
     """Test pairs per class and seed (one cell per dataset and seed: all its cells share the
     split), summarised per dataset and class as the min and mean over seeds."""
     seen, out = set(), []

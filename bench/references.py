@@ -19,18 +19,20 @@ so they pair with them seed by seed.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
 from functools import lru_cache
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 import torch
 
-from bench.data.describe import spearman
+from bench.classifier import DownstreamResult, pair_features, train_classifier
 from bench.data.pairs import make_pairs, pairs_by_split
 from bench.data.scans import LongitudinalDataset
 from bench.data.splits import cohorts, evaluation_scans, split_patients
+from bench.distances import spearman
 from bench.presets import Preset, get_preset
-from bench.train import DownstreamResult, pair_features, train_classifier
+
 
 def majority_prediction(train_labels: np.ndarray, n_test: int) -> np.ndarray:
     """The most frequent train-pair label (the lowest label on a tie), for every test pair."""

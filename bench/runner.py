@@ -35,8 +35,8 @@ from bench.distances import distance_score_spearman
 from bench.records import (DataPart, Downstream, Pretraining, RecordError, RunRecord, ScoredPairs, Timing, git_commit,
                            library_versions, read_record, save_record)
 from bench.references import majority_prediction, oracle_classifier
-from bench.train import (ClipBatcher, Diverged, DownstreamResult, PretrainResult, Regressor, classification_metrics,
-                         embed, pair_features, pretrain, train_classifier)
+from bench.classifier import Diverged, DownstreamResult, classification_metrics, pair_features, train_classifier
+from bench.train import ClipBatcher, PretrainResult, Regressor, embed, pretrain
 
 
 @dataclass

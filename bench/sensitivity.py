@@ -11,7 +11,6 @@ macro-F1, and a loss's effect vs MSE?) and ``sensitivity.png/.pdf``.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,55 +19,12 @@ import pandas as pd
 from scipy import stats
 
 from bench.cell import record_is_stale
-from bench import sweep
-from bench.data.sources import DEFAULT_SOURCES
-from bench.grid import GRIDS, Row
+from bench.grid import Row
 from bench.records import RunRecord
 from bench.stats import mean_ci
 from bench.tables import DATASET_LABELS, backbone_label, cell_frame, loss_label, signed_interval, summarize
 
-KNOBS = {"signal": float, "nuisance": float, "label_noise": float, "shortcut": float, "n_patients": int}
-SYNTHETIC = {"synthetic-lus", "synthetic-mri"}
-
-
-def parse_values(knob: str, text: str) -> list:
-    if knob not in KNOBS:
-        raise sweep.UsageError(f"unknown knob {knob!r}; valid: {', '.join(KNOBS)}")
-    items = [v for v in text.split(",") if v.strip()]
-    try:
-        values = [KNOBS[knob](v) for v in items]
-    except ValueError:
-        raise sweep.UsageError(f"--values {text!r}: {knob} takes {KNOBS[knob].__name__} values, "
-                               "comma separated, e.g. 0,0.5,1") from None
-    if len(values) < 2 or len(set(values)) < len(values):
-        raise sweep.UsageError(f"--values {text!r}: give at least two distinct values")
-    return values
-
-
-def value_options(template: sweep.SweepOptions, knob: str, value) -> sweep.SweepOptions:
-    """The sweep of one knob value: each dataset's synthetic source with ``knob=value``."""
-    data = {}
-    sweep.check_datasets(template.datasets, template.data)
-    grid = GRIDS.get(template.grid, lambda: [])()  # an unknown grid is named by sweep.plan
-    for d in template.datasets or list(dict.fromkeys(r.dataset for r in grid)):
-        spec = template.data[d] if d in template.data else DEFAULT_SOURCES[d]
-        name, _, arg = spec.partition(":")
-        if name not in SYNTHETIC:
-            raise sweep.UsageError(f"--data {d}={spec}: a sensitivity study varies a synthetic generator's "
-                                   f"knob; valid sources: {', '.join(sorted(SYNTHETIC))}")
-        if f"{knob}=" in arg:
-            raise sweep.UsageError(f"--data {d}={spec} sets {knob} itself; --values sets it")
-        data[d] = f"{name}:{','.join(filter(None, [arg, f'{knob}={value}']))}"
-    return replace(template, data=data, folder=f"sensitivity/{knob}")
-
-
-def plan_study(template: sweep.SweepOptions, knob: str, values: list, on_clip=None,
-               decode: bool = True) -> list[tuple[object, sweep.SweepPlan]]:
-    """One validated plan per value (all before anything runs, so a bad value is found first)."""
-    return [(v, sweep.plan(value_options(template, knob, v), decode=decode, on_clip=on_clip)) for v in values]
-
-
-Studied = list[tuple[object, sweep.SweepPlan, list[RunRecord]]]  # (value, its plan, its cells' records)
+Studied = list[tuple[object, object, list[RunRecord]]]  # (value, its bench.sweep.SweepPlan, its cells' records)
 
 
 def study_frames(knob: str, studied: Studied) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -17,10 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.plugins import PluginError, Registry
+from bench.plugins import SIMILARITIES, PluginError
 
 SIM_FLOOR = 1e-4
-SIMILARITIES = Registry("similarity", "learner_bench.similarities")
 
 
 def _unit(u: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch
 from bench.data.scans import DataError, LongitudinalDataset
 from bench.data.store import DataStore, warm_cache
 from bench.cell import Cell
-from bench.grid import Row, grid_rows, select, validate_axis
+from bench.grid import GRIDS, Row, grid_rows, select, validate_axis
 from bench.limits import cpu_cores
 from bench.options import SweepOptions, UsageError, check_options
 from bench.presets import Preset, resolve
@@ -169,9 +169,7 @@ def plan(o: SweepOptions, *, decode: bool = True,
     :class:`UsageError` for a bad setting and :class:`DataError` for bad data."""
     import backbones
     from bench.data.sources import check_spec
-    from bench.losses import LOSSES
-    from bench.plugins import PluginError
-    from bench.similarity import SIMILARITIES
+    from bench.plugins import LOSSES, SIMILARITIES, PluginError
 
     check_options(o)
     try:
@@ -331,3 +329,47 @@ def describe_stale(result: SweepResult, total: int, limit: int = 4) -> str | Non
               "kept; their rows are marked † in the tables; --rerun-stale recomputes them")
     return f"{len(result.stale)} of {total} cells were made by other result-affecting code: {names}; {action}"
 
+
+# --- sensitivity studies: one sweep per value of a synthetic generator's knob -----------------
+# (their tables and figure: bench.sensitivity)
+
+KNOBS = {"signal": float, "nuisance": float, "label_noise": float, "shortcut": float, "n_patients": int}
+SYNTHETIC = {"synthetic-lus", "synthetic-mri"}
+
+
+def parse_values(knob: str, text: str) -> list:
+    if knob not in KNOBS:
+        raise UsageError(f"unknown knob {knob!r}; valid: {', '.join(KNOBS)}")
+    items = [v for v in text.split(",") if v.strip()]
+    try:
+        values = [KNOBS[knob](v) for v in items]
+    except ValueError:
+        raise UsageError(f"--values {text!r}: {knob} takes {KNOBS[knob].__name__} values, "
+                         "comma separated, e.g. 0,0.5,1") from None
+    if len(values) < 2 or len(set(values)) < len(values):
+        raise UsageError(f"--values {text!r}: give at least two distinct values")
+    return values
+
+
+def value_options(template: SweepOptions, knob: str, value) -> SweepOptions:
+    """The sweep of one knob value: each dataset's synthetic source with ``knob=value``."""
+    from bench.data.sources import DEFAULT_SOURCES
+    data = {}
+    check_datasets(template.datasets, template.data)
+    grid = GRIDS.get(template.grid, lambda: [])()  # an unknown grid is named by plan
+    for d in template.datasets or list(dict.fromkeys(r.dataset for r in grid)):
+        spec = template.data[d] if d in template.data else DEFAULT_SOURCES[d]
+        name, _, arg = spec.partition(":")
+        if name not in SYNTHETIC:
+            raise UsageError(f"--data {d}={spec}: a sensitivity study varies a synthetic generator's "
+                             f"knob; valid sources: {', '.join(sorted(SYNTHETIC))}")
+        if f"{knob}=" in arg:
+            raise UsageError(f"--data {d}={spec} sets {knob} itself; --values sets it")
+        data[d] = f"{name}:{','.join(filter(None, [arg, f'{knob}={value}']))}"
+    return replace(template, data=data, folder=f"sensitivity/{knob}")
+
+
+def plan_study(template: SweepOptions, knob: str, values: list, on_clip=None,
+               decode: bool = True) -> list[tuple[object, SweepPlan]]:
+    """One validated plan per value (all before anything runs, so a bad value is found first)."""
+    return [(v, plan(value_options(template, knob, v), decode=decode, on_clip=on_clip)) for v in values]

@@ -186,7 +186,7 @@ def test_a_diverging_classifier_fails_its_cell(tmp_path, cache, capsys):
 
 def test_a_collapsed_classifier_fails_its_cell():
     from bench.presets import PRESETS
-    from bench.train import Diverged, train_classifier
+    from bench.classifier import Diverged, train_classifier
     labels = np.array([0, 1, 2, 1] * 5)
     x = {k: torch.ones(len(labels), 6) for k in ("train", "val", "test")}  # nothing to tell pairs apart
     with pytest.raises(Diverged, match="collapsed: it predicted one class for every train pair at every one of 30"):

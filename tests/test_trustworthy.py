@@ -60,6 +60,45 @@ def test_code_version_follows_code_not_comments_or_docstrings(tmp_path, monkeypa
     cv.code_version.cache_clear()
 
 
+# Modules the runner reaches that decide which cell runs or how it is scheduled and stored,
+# never a number: editing them must not make finished cells stale.
+IDENTITY_AND_PLUMBING = {"bench/cell.py", "bench/code_version.py", "bench/grid.py", "bench/paper.py",
+                         "bench/plugins.py", "bench/claims.py", "bench/watchdog.py", "bench/files.py",
+                         "bench/records.py", "bench/devices.py", "bench/limits.py"}
+
+
+def test_code_version_covers_every_module_a_cell_computes_with():
+    """Every bench module the runner imports (transitively) is hashed, or is listed above as
+    identity and plumbing: a new module of numerics (as the similarities once were) cannot
+    slip out of the hash."""
+    import ast
+    from bench.code_version import result_affecting_files
+
+    def imported(path: Path) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+        files = set()
+        for name in names:
+            for cand in (Path(*name.split(".")).with_suffix(".py"), Path(*name.split(".")) / "__init__.py"):
+                if (REPO / cand).exists() and cand.parts[0] in ("bench", "backbones"):
+                    files.add(cand.as_posix())
+        return files
+
+    hashed = {f.relative_to(REPO).as_posix() for f in result_affecting_files()}
+    seen, todo = set(), ["bench/runner.py"]
+    while todo:
+        f = todo.pop()
+        if f not in seen:
+            seen.add(f)
+            todo += imported(REPO / f)
+    unhashed = sorted(f for f in seen - hashed - IDENTITY_AND_PLUMBING if not f.endswith("__init__.py"))
+    assert not unhashed, f"modules a cell computes with but outside the code version: {unhashed}"
+
+
 def test_source_digest_ignores_formatting():
     assert source_digest("def f(x):\n    return x+1\n") == source_digest("def f( x ):\n    '''doc'''\n    return (x + 1)\n")
     assert source_digest("def f(x):\n    return x+1\n") != source_digest("def f(x):\n    return x+2\n")

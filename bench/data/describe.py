@@ -47,9 +47,9 @@ import time
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
-from scipy.stats import spearmanr
 
 from bench.data.pairs import LABELS, label_counts, make_pairs
+from bench.distances import spearman
 from bench.data.scans import LongitudinalDataset
 from bench.limits import range_problem
 
@@ -92,13 +92,6 @@ def _biomarker_and_appearance(kind: str, clip: np.ndarray, mean_img: np.ndarray,
         dark = head & (img < 0.5 * np.percentile(img[head], 90))
         fractions.append(dark.sum() / head.sum())
     return (float(np.mean(fractions)) if fractions else float("nan")), float(np.mean(areas))
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
-        return float("nan")
-    return float(spearmanr(a[ok], b[ok]).statistic)
 
 
 def _check_render_size(frames: int, size: int) -> None:

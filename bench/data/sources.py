@@ -23,17 +23,9 @@ import numpy as np
 
 from bench.data.pairs import RULE_OPTIONS, DeltaRule, rule_from_options
 from bench.data.scans import LongitudinalDataset
-from bench.plugins import Registry
+from bench.plugins import SOURCES
 
 SourceFactory = Callable[..., LongitudinalDataset]
-# Built-ins are imported lazily so optional dependencies stay optional.
-SOURCES = Registry("data source", "learner_bench.sources", lazy={
-    "synthetic-lus": "bench.data.synthetic_lus",
-    "synthetic-mri": "bench.data.synthetic_mri",
-    "lus-manifest": "bench.data.lus_manifest",
-    "adni": "bench.data.adni",
-    "longitudinal": "bench.data.longitudinal",
-})
 # The paper's two datasets: the source used when the user names none, and the kind of data
 # the paper's published numbers are about.
 DEFAULT_SOURCES = {"lus": "synthetic-lus", "adni": "synthetic-mri"}
