@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from backbones.registry import backbone_info, create, list_backbones
-
-VARIANTS = ("paper", "tiny")
+from backbones.registry import VARIANTS, backbone_info, create, list_backbones
 
 
 def model_size(name: str, variant: str = "paper", num_frames: int | None = None,

@@ -9,13 +9,13 @@ variant simply ignores ``variant`` through ``**kw``.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Callable, Protocol
 
 import torch
 from torch import nn
+
+from bench.plugins import Registry
 
 ENTRY_POINT_GROUP = "learner_bench.backbones"
 
@@ -39,12 +39,19 @@ class BackboneInfo:
     paper_label: str | None = None  # the row label the paper uses (Table 4)
 
 
-_REGISTRY: dict[str, BackboneInfo] = {}
-_discovered = False
-
 # Modules of this package that register built-in families when imported.
 _BUILTIN_MODULES = ("backbones.tsm", "backbones.resnet2d", "backbones.timm_frame", "backbones.hf_video",
                     "backbones.pytorchvideo_zoo")
+
+
+def _plugin_info(name: str, factory: Callable[..., nn.Module]) -> BackboneInfo:
+    """A plugin's factory with what it says of itself (``factory.backbone_info``, a dict)."""
+    info = getattr(factory, "backbone_info", {})
+    return BackboneInfo(name, factory, info.get("family", name), "plugin", info.get("default_frames", 16),
+                        info.get("default_size", 224), info.get("paper_label"))
+
+
+BACKBONES = Registry("backbone", ENTRY_POINT_GROUP, homes=_BUILTIN_MODULES, adapt=_plugin_info)
 
 
 def register_backbone(name: str, *, family: str | None = None, source: str = "built-in",
@@ -53,61 +60,25 @@ def register_backbone(name: str, *, family: str | None = None, source: str = "bu
     """Decorator registering ``factory`` under ``name`` (a name can be taken only once)."""
 
     def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY and _REGISTRY[name].factory is not factory:
-            raise ValueError(f"backbone {name!r} is already registered by {_REGISTRY[name].factory.__module__}")
-        _REGISTRY[name] = BackboneInfo(name, factory, family or name, source, default_frames,
-                                       default_size, paper_label)
+        BACKBONES.register(name, BackboneInfo(name, factory, family or name, source, default_frames,
+                                              default_size, paper_label), origin=factory.__module__)
         return factory
 
     return wrap
 
 
-def _discover() -> None:
-    """Import built-ins, then third-party entry points (a broken plugin fails loudly, naming it)."""
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY and _REGISTRY[ep.name].source != "plugin":
-            raise RuntimeError(f"backbone plugin {ep.name!r} ({ep.value}) clashes with the built-in "
-                               f"backbone of that name; rename it in the plugin's entry point")
-        if ep.name in _REGISTRY:  # the same distribution seen twice on sys.path
-            continue
-        try:
-            factory = ep.load()
-        except Exception as exc:  # a plugin's import error must name the plugin
-            raise RuntimeError(f"backbone plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
-        info = getattr(factory, "backbone_info", {})
-        _REGISTRY[ep.name] = BackboneInfo(ep.name, factory, info.get("family", ep.name), "plugin",
-                                          info.get("default_frames", 16), info.get("default_size", 224),
-                                          info.get("paper_label"))
-
-
 def refresh() -> None:
-    """Forget discovered plugins so the next lookup scans entry points again.
-
-    Discovery runs once per process; call this after installing (or removing) a plugin
-    in a running interpreter — e.g. a test that pip-installs one onto ``sys.path``.
-    """
-    global _discovered
-    for name in [name for name, info in _REGISTRY.items() if info.source == "plugin"]:
-        del _REGISTRY[name]
-    _discovered = False
+    """Forget discovered plugins so the next lookup scans entry points again (after installing
+    or removing a plugin in a running interpreter — e.g. a test that pip-installs one)."""
+    BACKBONES.refresh()
 
 
 def list_backbones() -> list[str]:
-    _discover()
-    return sorted(_REGISTRY)
+    return sorted(BACKBONES.names())
 
 
 def backbone_info(name: str) -> BackboneInfo:
-    _discover()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown backbone {name!r}; valid: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return BACKBONES.get(name).obj
 
 
 VARIANTS = ("paper", "tiny")

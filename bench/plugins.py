@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Callable
 
 
 class PluginError(RuntimeError):
@@ -35,23 +35,26 @@ class Entry:
 class Registry:
     """Names of one axis (``kind``: "loss", "similarity", "data source").
 
-    ``home`` is the module whose import registers the built-ins (imported at the first
+    ``homes`` are the modules whose import registers the built-ins (imported at the first
     lookup); ``lazy`` instead maps each built-in name to its own module, so a name is known
-    (listed, validated) before its optional dependencies load.
+    (listed, validated) before its optional dependencies load. ``adapt(name, obj)`` turns what
+    a plugin's entry point loads into what the registry holds (default: the object itself).
     """
 
-    def __init__(self, kind: str, group: str, lazy: dict[str, str] | None = None, home: str | None = None):
-        self.kind, self.group, self.lazy, self.home = kind, group, dict(lazy or {}), home
+    def __init__(self, kind: str, group: str, lazy: dict[str, str] | None = None, homes: tuple[str, ...] = (),
+                 adapt: Callable[[str, Any], Any] | None = None):
+        self.kind, self.group, self.lazy, self.homes, self.adapt = kind, group, dict(lazy or {}), homes, adapt
         self._entries: dict[str, Entry] = {}
         self._discovered = False
 
-    def register(self, name: str, obj: Any = None):
-        """Register a built-in (usable as a decorator): ``@REGISTRY.register("cl")``."""
+    def register(self, name: str, obj: Any = None, origin: str | None = None):
+        """Register a built-in (usable as a decorator): ``@REGISTRY.register("cl")``; ``origin``
+        (default: the object's module) says where it comes from."""
         def wrap(value):
             known = self._entries.get(name)
-            if known is not None and known.obj is not value:
+            if known is not None and known.obj is not value and known.obj != value:
                 raise ValueError(f"{self.kind} {name!r} is already registered by {known.origin}")
-            self._entries[name] = Entry(name, value, "built-in", getattr(value, "__module__", "?"))
+            self._entries[name] = Entry(name, value, "built-in", origin or getattr(value, "__module__", "?"))
             return value
         return wrap if obj is None else wrap(obj)
 
@@ -59,8 +62,8 @@ class Registry:
         if self._discovered:
             return
         self._discovered = True
-        if self.home:
-            importlib.import_module(self.home)  # registers the built-ins
+        for module in self.homes:
+            importlib.import_module(module)  # registers its built-ins
         for ep in entry_points(group=self.group):
             if ep.name in self._entries and self._entries[ep.name].source == "plugin":
                 continue  # the same distribution seen twice on sys.path
@@ -71,6 +74,7 @@ class Registry:
                 obj = ep.load()
             except Exception as exc:  # a plugin's import error must name the plugin
                 raise PluginError(f"{self.kind} plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+            obj = self.adapt(ep.name, obj) if self.adapt else obj
             self._entries[ep.name] = Entry(ep.name, obj, "plugin", ep.value)
 
     def names(self) -> list[str]:
@@ -99,10 +103,11 @@ class Registry:
         self._discovered = False
 
 
-# The open axes (backbones have theirs in backbones/registry.py). Declared here, apart from the
-# code they name, so that a cell can name its plugins without importing the losses themselves.
-LOSSES = Registry("loss", "learner_bench.losses", home="bench.losses")
-SIMILARITIES = Registry("similarity", "learner_bench.similarities", home="bench.similarity")
+# The open axes (the backbones' registry, with what it knows of each encoder, is
+# backbones.registry.BACKBONES). Declared here, apart from the code they name, so that a cell
+# can name its plugins without importing the losses themselves.
+LOSSES = Registry("loss", "learner_bench.losses", homes=("bench.losses",))
+SIMILARITIES = Registry("similarity", "learner_bench.similarities", homes=("bench.similarity",))
 SOURCES = Registry("data source", "learner_bench.sources", lazy={
     "synthetic-lus": "bench.data.synthetic_lus",
     "synthetic-mri": "bench.data.synthetic_mri",

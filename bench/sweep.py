@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from bench.data.scans import DataError, LongitudinalDataset
-from bench.data.store import DataStore, warm_cache
+from bench.data.store import DataStore
 from bench.cell import Cell
 from bench.grid import GRIDS, Row, grid_rows, select, validate_axis
 from bench.limits import cpu_cores
@@ -210,9 +210,10 @@ def plan(o: SweepOptions, *, decode: bool = True,
         clip_bytes = sum(len(c) * preset.cache_frames * preset.img_size ** 2
                          for ds in datasets.values() for c in cohorts(ds))
         writable_dir("--cache-dir", ctx.cache_dir, clip_bytes)
-        warm_cache(list(datasets.values()), preset.cache_frames, preset.img_size, ctx.cache_dir, on_clip)
-        datasets = _data(o, rows, ctx, store)  # what the cells will read (decoding may drop rows)
-        split_notes = _check_splits(datasets, seeds)
+        warmed = store.warm(list(datasets.values()), preset.cache_frames, preset.img_size, ctx.cache_dir, on_clip)
+        if any(a is not b for a, b in zip(datasets.values(), warmed)):  # decoding dropped rows
+            datasets = dict(zip(datasets, warmed))
+            split_notes = _check_splits(datasets, seeds)
     ctx.data_keys = {name: ds.cache_key for name, ds in datasets.items()}
     specs = [ctx.cell(o.grid, row, seed) for seed in seeds for row in rows]
     jobs_per_gpu = pack_cells(rows, preset, o) if o.jobs_per_gpu == "auto" and decode else o.jobs_per_gpu

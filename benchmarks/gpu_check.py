@@ -142,24 +142,26 @@ class _Rendered:
 
 
 def warm_cache_command(args) -> int:
-    """Decode the LUS clips of the preset into the cache with all cores (the CLI decodes them
-    on one core: 718 paper-size clips take about 90 s), so later parts only read them."""
+    """Decode the LUS clips of the preset (its held-out evaluation cohort too) into the cache
+    with all cores (the CLI decodes them on one core: 718 paper-size clips take about 90 s),
+    so later parts only read them."""
     from bench.data.cache import cache_path, load_clips
     from bench.data.sources import DEFAULT_SOURCES
+    from bench.data.splits import cohorts
     from bench.data.store import DataStore
     p = get_preset(args.preset)
-    ds = DataStore().dataset(DEFAULT_SOURCES["lus"], "fail", p.data_defaults)
-    path = cache_path(ds, p.cache_frames, p.img_size, Path(args.cache_dir))
-    if path.exists():
-        print(f"{path} is there already")
-        return 0
-    t0 = time.perf_counter()
-    _DS["job"] = (ds, p.cache_frames, p.img_size)
     workers = max(1, min(args.workers or os.cpu_count() or 1, 32))
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:  # inherit _DS
-        clips = list(pool.map(_render, range(len(ds)), chunksize=4))
-    load_clips(_Rendered(ds, clips), p.cache_frames, p.img_size, Path(args.cache_dir))
-    print(f"decoded {len(ds)} clips with {workers} processes in {time.perf_counter() - t0:.1f} s -> {path}")
+    for ds in cohorts(DataStore().dataset(DEFAULT_SOURCES["lus"], "fail", p.data_defaults)):
+        path = cache_path(ds, p.cache_frames, p.img_size, Path(args.cache_dir))
+        if path.exists():
+            print(f"{path} is there already")
+            continue
+        t0 = time.perf_counter()
+        _DS["job"] = (ds, p.cache_frames, p.img_size)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:  # inherit _DS
+            clips = list(pool.map(_render, range(len(ds)), chunksize=4))
+        load_clips(_Rendered(ds, clips), p.cache_frames, p.img_size, Path(args.cache_dir))
+        print(f"decoded {len(ds)} clips with {workers} processes in {time.perf_counter() - t0:.1f} s -> {path}")
     return 0
 
 

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from backbones import backbone_info, create, list_backbones, registry
+from bench.plugins import Entry
 from backbones.listing import backbone_rows, model_size
 from backbones.timm_frame import swin_window_size
 from backbones.tsm import temporal_shift
@@ -69,7 +70,8 @@ def test_listing_builds_on_cpu_what_meta_cannot(monkeypatch):
         model.weight.sum().item()  # data-dependent: impossible on the meta device
         model.embed_dim = 5
         return model
-    monkeypatch.setitem(registry._REGISTRY, "needs_data", registry.BackboneInfo("needs_data", factory, "x", "plugin"))
+    info = registry.BackboneInfo("needs_data", factory, "x", "plugin")
+    monkeypatch.setitem(registry.BACKBONES._entries, "needs_data", Entry("needs_data", info, "plugin", "tests:needs_data"))
     assert model_size("needs_data") == (20, 5)
 
 

@@ -14,6 +14,7 @@ import shutil
 import socket
 import time
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from bench.data.check import check_data, format_report
 from bench.data.readers import ClipReadError, decode_clip, probe_clip, read_clip, verify_clip
 from bench.data.scans import DataError
 from bench.data.sources import load_dataset
-from bench.data.store import DataStore, warm_cache
+from bench.data.store import DataStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::bench.data.readers.ClipWarning")
 FRAMES, SIZE = 8, 32
@@ -326,12 +327,12 @@ def _no_decoding(ds, monkeypatch):
 
 
 def test_cache_round_trip_reads_without_decoding(lus_dataset, tmp_path, monkeypatch):
-    clips = load_clips(lus_dataset(), FRAMES, SIZE, tmp_path / "c")
+    clips = load_clips(lus_dataset(), FRAMES, SIZE, tmp_path / "c")[1]
     header, array = read_entry(cache_path(lus_dataset(), FRAMES, SIZE, tmp_path / "c"))
     assert header["shape"] == [7, FRAMES, SIZE, SIZE] and header["dtype"] == "|u1" and len(header["sha256"]) == 64
     again = lus_dataset()
     _no_decoding(again, monkeypatch)
-    np.testing.assert_array_equal(load_clips(again, FRAMES, SIZE, tmp_path / "c"), clips)
+    np.testing.assert_array_equal(load_clips(again, FRAMES, SIZE, tmp_path / "c")[1], clips)
 
 
 def _corrupt(path: Path, how: str) -> None:
@@ -354,11 +355,11 @@ def _corrupt(path: Path, how: str) -> None:
                                            ("not a cache file", "not a clip cache file")])
 def test_corrupt_cache_file_is_named_and_rebuilt(lus_dataset, tmp_path, caplog, how, fragment):
     cache_dir = tmp_path / "c"
-    clips = load_clips(lus_dataset(), FRAMES, SIZE, cache_dir)
+    clips = load_clips(lus_dataset(), FRAMES, SIZE, cache_dir)[1]
     path = cache_path(lus_dataset(), FRAMES, SIZE, cache_dir)
     _corrupt(path, how)
     with caplog.at_level(logging.WARNING, logger="bench.data.cache"):
-        again = load_clips(lus_dataset(), FRAMES, SIZE, cache_dir)
+        again = load_clips(lus_dataset(), FRAMES, SIZE, cache_dir)[1]
     np.testing.assert_array_equal(again, clips)  # decoded again, never the damaged bytes
     (record,) = [r for r in caplog.records if r.name == "bench.data.cache"]
     message = record.getMessage()
@@ -412,7 +413,7 @@ def test_decode_failure_fails_with_every_bad_row_listed(decode_failures, tmp_pat
     ds = store.dataset(decode_failures, "fail", {})
     assert len(ds) == 10  # the probe passes them
     with pytest.raises(DataError) as err:
-        warm_cache([ds], FRAMES, SIZE, tmp_path / "c")
+        store.warm([ds], FRAMES, SIZE, tmp_path / "c")
     assert [(p.row, p.path.rsplit("/", 1)[1]) for p in err.value.problems] == [(9, "mid.mp4"), (11, "nan.npy")]
     lines = str(err.value).splitlines()
     assert len(lines) == 3 and "row 9, " in lines[1] and "corrupt or truncated" in lines[1]
@@ -423,11 +424,13 @@ def test_decode_failure_is_skipped_the_same_in_every_process(decode_failures, tm
     cache_dir = tmp_path / "c"
     driver = DataStore()
     ds = driver.dataset(decode_failures, "skip", {}, cache_dir)
-    key_before = ds.cache_key
-    dropped = warm_cache([ds], FRAMES, SIZE, cache_dir)
-    assert [(p.row, "only one visit" in p.message) for p in dropped] == [(9, False), (11, False), (10, True)]
-    assert ds.skipped == dropped and len(ds) == 7 and ds.cache_key != key_before
-    assert driver.dataset(decode_failures, "skip", {}, cache_dir) is ds  # what the cells of this process read
+    key_before, rows_before = ds.cache_key, list(ds.scans["scan_id"])
+    (warmed,) = driver.warm([ds], FRAMES, SIZE, cache_dir)
+    assert [(p.row, "only one visit" in p.message) for p in warmed.skipped] == [(9, False), (11, False), (10, True)]
+    assert len(warmed) == 7 and warmed.cache_key != key_before
+    assert len(ds) == 10 and ds.cache_key == key_before and list(ds.scans["scan_id"]) == rows_before  # a value
+    assert driver.dataset(decode_failures, "skip", {}, cache_dir) is warmed  # what the cells of this process read
+    ds = warmed
 
     # A --jobs worker or a Ray task loads and validates again: the cache's verdict drops the
     # same rows before the cell computes its splits, and nothing is decoded.
@@ -438,14 +441,14 @@ def test_decode_failure_is_skipped_the_same_in_every_process(decode_failures, tm
     store = DataStore()
     clips = store.clips(wds, FRAMES, SIZE, cache_dir, "cpu")
     assert clips.shape == (7, FRAMES, SIZE, SIZE) and store.clips(wds, FRAMES, SIZE, cache_dir, "cpu") is clips
-    # Without the folder at load time the clips call drops them (the dataset changes in place).
+    # Loaded without the folder, the dataset still has the rows: its clips would not match the
+    # splits a cell made from it, so asking for them is an error naming the rows, not a silent drop.
     late = DataStore()
     lds = late.dataset(decode_failures, "skip", {})
     assert len(lds) == 10 and lds.cache_key == key_before
-    late_clips = late.clips(lds, FRAMES, SIZE, cache_dir, "cpu")
-    assert lds.cache_key == ds.cache_key and len(lds) == 7
-    assert late.clips(lds, FRAMES, SIZE, cache_dir, "cpu") is late_clips  # memoised under the new key
-    np.testing.assert_array_equal(late_clips.numpy(), clips.numpy())
+    with pytest.raises(DataError, match="after its splits were made") as err:
+        late.clips(lds, FRAMES, SIZE, cache_dir, "cpu")
+    assert [p.row for p in err.value.problems] == [9, 11, 10] and len(lds) == 10
     # The fail policy stops on the recorded rows at once, before anything decodes.
     with pytest.raises(DataError) as err:
         DataStore().dataset(decode_failures, "fail", {}, cache_dir)
@@ -454,13 +457,14 @@ def test_decode_failure_is_skipped_the_same_in_every_process(decode_failures, tm
 
 def test_verdict_does_not_depend_on_the_preset(decode_failures, tmp_path, monkeypatch):
     cache_dir = tmp_path / "c"
-    warm_cache([DataStore().dataset(decode_failures, "skip", {}, cache_dir)], FRAMES, SIZE, cache_dir)
+    store = DataStore()
+    store.warm([store.dataset(decode_failures, "skip", {}, cache_dir)], FRAMES, SIZE, cache_dir)
     other = DataStore().dataset(decode_failures, "skip", {}, cache_dir)  # another preset's frames and size
     assert len(other) == 7
     calls = []
     monkeypatch.setattr(other, "load_clip", lambda row, f, s: calls.append(row["scan_id"]) or
                         np.zeros((f, s, s), np.uint8))
-    warm_cache([other], 4, 16, cache_dir)
+    DataStore().warm([other], 4, 16, cache_dir)
     assert len(calls) == 7  # only the rows left are decoded for the new size
 
 
@@ -506,13 +510,12 @@ def test_every_kind_fails_or_is_skipped_never_a_traceback(messy, tmp_path):
         load_dataset(spec)
     probe_rows = {line for kind, rows in expected.items() if kind not in DECODE_TIME for line in rows}
     assert {p.row for p in err.value.problems} == probe_rows
-    probed = load_dataset(spec, on_bad_input="skip")
-    probed.on_bad_input = "fail"  # the probe's rows dropped; what decoding finds must now fail
+    probed = replace(load_dataset(spec, on_bad_input="skip"), on_bad_input="fail")  # what decoding finds must fail
     with pytest.raises(DataError) as err:
-        warm_cache([probed], FRAMES, SIZE, tmp_path / "f")
+        DataStore().warm([probed], FRAMES, SIZE, tmp_path / "f")
     assert {p.row for p in err.value.problems} == {r for k in DECODE_TIME for r in expected[k]}
-    ds = DataStore().dataset(spec, "skip", {})
-    warm_cache([ds], FRAMES, SIZE, tmp_path / "c")
+    store = DataStore()
+    (ds,) = store.warm([store.dataset(spec, "skip", {})], FRAMES, SIZE, tmp_path / "c")
     assert {p.row for p in ds.skipped} == {line for rows in expected.values() for line in rows}
     assert len(ds) == 36 and ds.n_patients == 18
     assert pd.Series(ds.scans["source"]).map(lambda s: Path(s).exists()).all()

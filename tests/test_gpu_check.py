@@ -160,12 +160,13 @@ def test_time_to_table_without_a_backbones_figures_estimates_it_from_flops():
 
 def test_parallel_warm_cache_writes_what_the_runner_reads(tmp_path):
     from bench.data.cache import cache_path, load_clips
+    from bench.data.splits import cohorts
     from bench.data.store import DataStore
     preset = get_preset("smoke")
     assert _module().main(["warm-cache", "--preset", "smoke", "--cache-dir", str(tmp_path), "--workers", "2"]) == 0
-    ds = DataStore().dataset("synthetic-lus", "fail", preset.data_defaults)
-    assert cache_path(ds, preset.cache_frames, preset.img_size, tmp_path).exists()
-    clips = load_clips(ds, preset.cache_frames, preset.img_size, tmp_path)
-    assert clips.shape[0] == len(ds)
-    for i in (0, len(ds) - 1):
-        assert np.array_equal(clips[i], ds.load_clip(ds.scans.iloc[i], preset.cache_frames, preset.img_size))
+    for ds in cohorts(DataStore().dataset("synthetic-lus", "fail", preset.data_defaults)):  # held-out cohort too
+        assert cache_path(ds, preset.cache_frames, preset.img_size, tmp_path).exists()
+        read, clips = load_clips(ds, preset.cache_frames, preset.img_size, tmp_path)
+        assert read is ds and clips.shape[0] == len(ds)
+        for i in (0, len(ds) - 1):
+            assert np.array_equal(clips[i], ds.load_clip(ds.scans.iloc[i], preset.cache_frames, preset.img_size))

@@ -58,6 +58,17 @@ def test_cells_run_seed_by_seed_in_table_order(tmp_path):
     assert len({s.run_id for s in plan.specs}) == len(plan.specs)
 
 
+def test_only_the_planned_datasets_are_loaded_and_decoded(tmp_path):
+    from bench import sweep
+    from bench.data.splits import cohorts
+    plan = sweep.plan(sweep.SweepOptions(grid="table3", preset="smoke", seeds=1, datasets=["lus"],
+                                         out=tmp_path, cache_dir=tmp_path / "cache"))
+    assert list(plan.datasets) == ["lus"] and {c.row.dataset for c in plan.specs} == {"lus"}
+    decoded = sorted(p.name for p in (tmp_path / "cache").glob("*.clips"))
+    assert len(decoded) == len(cohorts(plan.datasets["lus"])) == 2  # the cohort and its held-out cohort
+    assert all(name.startswith(plan.datasets["lus"].name) for name in decoded), decoded
+
+
 def test_a_cell_is_read_back_from_its_record_and_knows_if_it_is_stale():
     from dataclasses import replace
     from pathlib import Path

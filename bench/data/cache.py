@@ -11,12 +11,13 @@ writers that were killed are removed. Concurrent workers at worst decode twice.
 
 Decoding is also where some bad input first shows (a corrupt middle of a video, NaN in an
 array): such rows are dropped or fail by the dataset's policy (:func:`~bench.data.scans.
-drop_bad_rows`), and the cache records them in a *verdict* file (``.verdict``) under the
+without_bad_rows`), and the cache records them in a *verdict* file (``.verdict``) under the
 key of the dataset as it was before the drop. Another process that loads the same dataset
 (a ``--jobs`` worker, a Ray task, ``--tables-only``) applies the verdict
 (:func:`apply_verdicts`, called by :meth:`~bench.data.store.DataStore.dataset`), drops the
 same rows without decoding, and reads the clips of the surviving rows — so every process
-arrives at the same dataset, with the same content key.
+arrives at the same dataset, with the same content key. Datasets are values here: a drop
+returns a new dataset, the one passed in is never changed.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from typing import Callable
 import numpy as np
 
 from bench.data.readers import ClipReadError
-from bench.data.scans import LongitudinalDataset, Problem, drop_bad_rows
+from bench.data.scans import LongitudinalDataset, Problem, without_bad_rows
 from bench.watchdog import process_alive
 
 log = logging.getLogger(__name__)
@@ -217,53 +218,52 @@ def verdict_path(dataset: LongitudinalDataset, cache_dir: Path) -> Path:
     return Path(cache_dir) / f"{dataset.name}-{_key(dataset, 0, 0)[:12]}.verdict"
 
 
-def apply_verdicts(dataset: LongitudinalDataset, cache_dir: Path | None) -> list[Problem]:
-    """Drop (``skip``) or fail on (``fail``: :class:`~bench.data.scans.DataError`) the rows
-    the cache records as undecodable, without decoding; returns the problems added to
-    ``dataset.skipped``. What every process calls after loading a dataset, so each arrives
-    at the dataset the driver's warm-up left."""
-    added: list[Problem] = []
+def apply_verdicts(dataset: LongitudinalDataset, cache_dir: Path | None) -> LongitudinalDataset:
+    """``dataset`` less (``skip``) the rows the cache records as undecodable, or a
+    :class:`~bench.data.scans.DataError` naming them (``fail``), without decoding. What every
+    process calls after loading a dataset, so each arrives at the dataset the driver's warm-up
+    left."""
     for _ in range(len(dataset) + 1):  # each verdict drops rows: the chain ends
         if cache_dir is None:
             break
         entry = _read_verified(verdict_path(dataset, cache_dir), _key(dataset, 0, 0))
         if entry is None or not entry.get("failed"):
             break
-        added += drop_bad_rows(dataset, [Problem(**p) for p in entry["failed"]])
-    return added
+        dataset = without_bad_rows(dataset, [Problem(**p) for p in entry["failed"]])
+    return dataset
 
 
 def load_clips(dataset: LongitudinalDataset, frames: int, size: int, cache_dir: Path | None = None,
-               on_clip: Callable[[int], None] | None = None) -> np.ndarray:
-    """All clips of ``dataset`` in row order; decodes only on a cache miss.
+               on_clip: Callable[[int], None] | None = None) -> tuple[LongitudinalDataset, np.ndarray]:
+    """All clips of ``dataset`` in row order, decoded only on a cache miss, and the dataset
+    they are the rows of.
 
     Rows that fail to decode (now, or earlier in any process, as the cache records) are
-    handled by the dataset's policy: ``skip`` drops them from ``dataset`` *in place* (its
-    ``scans``, ``skipped`` and ``cache_key`` change), ``fail`` raises a
+    handled by the dataset's policy: ``skip`` leaves them out of the returned dataset (its
+    ``scans``, ``skipped`` and ``cache_key`` differ from ``dataset``'s), ``fail`` raises a
     :class:`~bench.data.scans.DataError` listing every one of them.
     """
     if cache_dir is not None:
         if Path(cache_dir) not in _swept and Path(cache_dir).is_dir():
             _swept.add(Path(cache_dir))
             sweep_temp_files(Path(cache_dir))
-        apply_verdicts(dataset, cache_dir)
+        dataset = apply_verdicts(dataset, cache_dir)
         path = cache_path(dataset, frames, size, cache_dir)
         entry = _read_verified(path, _key(dataset, frames, size))
         if entry is not None:
             if entry.get("scan_ids") == list(map(str, dataset.scans["scan_id"])) \
                     and entry["array"].shape == (len(dataset), frames, size, size):
-                return entry["array"]
+                return dataset, entry["array"]
             log.warning("clip cache: %s does not match the dataset's rows; decoding again", path)
 
     clips, failed = _decode(dataset, frames, size, on_clip)
     if failed:
         if cache_dir is not None:  # the verdict, under the key of the dataset before the drop
             _store(verdict_path(dataset, cache_dir), {"key": _key(dataset, 0, 0), "failed": [asdict(p) for p in failed]})
-        ids = list(dataset.scans["scan_id"])
-        drop_bad_rows(dataset, failed)  # raises DataError under the fail policy
-        position = {scan_id: i for i, scan_id in enumerate(ids)}
+        position = {scan_id: i for i, scan_id in enumerate(dataset.scans["scan_id"])}
+        dataset = without_bad_rows(dataset, failed)  # raises DataError under the fail policy
         clips = clips[[position[s] for s in dataset.scans["scan_id"]]]
     if cache_dir is not None:
         _store(cache_path(dataset, frames, size, cache_dir),
                {"key": _key(dataset, frames, size), "scan_ids": list(map(str, dataset.scans["scan_id"]))}, clips)
-    return clips
+    return dataset, clips

@@ -7,7 +7,7 @@ in one pass; an explicit skip policy drops the offending rows and keeps the repo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Literal
 
 import numpy as np
@@ -156,19 +156,20 @@ def apply_policy(origin: str, scans: pd.DataFrame, problems: list[Problem],
     return kept, problems
 
 
-def drop_bad_rows(dataset: LongitudinalDataset, problems: list[Problem]) -> list[Problem]:
-    """Problems found after validation (a clip that fails to decode) by the dataset's policy.
+def without_bad_rows(dataset: LongitudinalDataset, problems: list[Problem]) -> LongitudinalDataset:
+    """The dataset less the rows of problems found after validation (a clip that fails to
+    decode), by the dataset's policy; ``dataset`` itself is not changed.
 
-    ``fail``: a :class:`DataError` listing every one of them. ``skip``: their rows leave
-    ``dataset`` in place — ``scans`` without them (and without patients left with one
-    visit, reported too), ``skipped`` extended, ``cache_key`` derived from the old key and
-    the dropped scan ids, so every process that drops the same rows gets the same key.
-    Returns the problems added to ``skipped``.
+    ``fail``: a :class:`DataError` listing every one of them. ``skip``: a new dataset whose
+    ``scans`` lack them (and the patients left with one visit, reported too), whose
+    ``skipped`` lists them after the earlier ones, and whose ``cache_key`` derives from the
+    old key and the dropped scan ids, so every process that drops the same rows gets the
+    same key.
     """
     import hashlib
 
     if not problems:
-        return []
+        return dataset
     origin = dataset.origin or dataset.name
     if dataset.on_bad_input != "skip":
         raise DataError(origin, problems)
@@ -177,8 +178,6 @@ def drop_bad_rows(dataset: LongitudinalDataset, problems: list[Problem]) -> list
         table.index = [int(r) if r == r else -1 for r in table["row"]]
     kept, reported = apply_policy(origin, table, problems, "skip")
     dropped = sorted(set(map(str, dataset.scans["scan_id"])) - set(map(str, kept["scan_id"])))
-    dataset.scans = kept.reset_index(drop=True)
-    dataset.skipped = list(dataset.skipped) + reported
     digest = hashlib.sha256("\n".join([dataset.cache_key, *dropped]).encode()).hexdigest()[:16]
-    dataset.cache_key = f"{dataset.name}-{digest}"
-    return reported
+    return replace(dataset, scans=kept.reset_index(drop=True), skipped=[*dataset.skipped, *reported],
+                   cache_key=f"{dataset.name}-{digest}")

@@ -8,6 +8,9 @@ dataset's rows followed by the held-out rows, marked by the :data:`HELDOUT` colu
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -22,6 +25,13 @@ HELDOUT = "heldout"  # scan-table column of evaluation_scans: True on the held-o
 def cohorts(ds: LongitudinalDataset) -> list[LongitudinalDataset]:
     """The datasets whose rows a cell reads, in row order: ``ds``, then its held-out cohort if any."""
     return [ds] if ds.heldout is None else [ds, ds.heldout]
+
+
+def map_cohorts(ds: LongitudinalDataset,
+                change: Callable[[LongitudinalDataset], LongitudinalDataset]) -> LongitudinalDataset:
+    """``ds`` with ``change`` applied to it and to its held-out cohort (a new value)."""
+    out = change(replace(ds, heldout=None))
+    return out if ds.heldout is None else replace(out, heldout=change(ds.heldout))
 
 
 def evaluation_scans(ds: LongitudinalDataset) -> pd.DataFrame:

@@ -66,19 +66,17 @@ profiles), so any size is rendered without a full-resolution pass.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-from dataclasses import dataclass, field, fields, replace
-from functools import lru_cache, partial
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from bench.data.generator import (COHORT_PREFIX, KEYED_IF_SET, KNOB_RANGES, ORACLE, TEST_PATIENTS, Generator,
+                                  GeneratorKnobs, couple, parse_knobs, seeded_rng, tent_weights)
 from bench.data.pairs import SF_RULE
-from bench.data.scans import LongitudinalDataset, apply_policy, table_problems
-from bench.data.sources import parse_kv, register_source
-from bench.limits import MAX_PATIENTS
+from bench.data.scans import LongitudinalDataset
+from bench.data.sources import register_source
 
 VERSION = 1
 PAPER_PATIENTS, PAPER_CLIPS = 189, 718
@@ -88,99 +86,21 @@ _SPAN = 3.0  # lateral extent of the patient's "chest" in probe widths; the prob
 # Independent random streams, so adding a knob or a visit never reshuffles another stream.
 _TABLE, _TRAJ, _PATIENT, _ZONE, _CLIP = range(5)
 LABEL_NOISE = 0.1  # default per-visit S/F-lung mismatch, in units of the severity range
-# Cohorts of one generator setting, each from its own seeded stream (``seeded_rng``): the training
-# cohort (the paper's size), the held-out cohort that gives the test pairs, the oracle's classifier cohort.
-TRAINING, HELDOUT, ORACLE = 0, 1, 2
-COHORT_PREFIX = {HELDOUT: "e", ORACLE: "o"}  # patient ids: e000.. / o000.. (the training cohort's: p / s)
-# Held-out patients by default: about 400 test patients with 6-8 seeds resolve a ΔF1 of ±0.04-0.05 (issue #19's
-# power analysis), where the paper-size 21 % test split (~40 patients) left ~80 % of the seed spread to test sampling.
-TEST_PATIENTS = 400
-# Knobs added after a generator's first release: in the cache key only when set away from their
-# default, so the default data (byte-identical to before the knob existed) keep their key and caches.
-KEYED_IF_SET = {"keyed_if_set": True}
-
-
-# Valid ranges of the knobs both generators share (None: no upper bound; the cohort's size
-# is bounded because a cohort nobody can run would hang the sweep before it prints a word).
-KNOB_RANGES = {"label_noise": (0.0, None), "shortcut": (0.0, 1.0), "n_patients": (1, MAX_PATIENTS)}
-
-
-def check_knobs(source: str, config) -> None:
-    """One error line naming the knob and its valid range (NaN and infinity are out of range too)."""
-    for name, (lo, hi) in KNOB_RANGES.items():
-        value = getattr(config, name)
-        if not (math.isfinite(value) and value >= lo and (hi is None or value <= hi)):
-            raise ValueError(f"{source}: {name} must be {knob_range(lo, hi)}, got {value!r}")
-
-
-def check_test_patients(source: str, n) -> None:
-    """One error line unless ``n`` (the held-out cohort's size) is a whole number >= 0."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"{source}: test_patients must be an integer >= 0, got {n!r}")
-
-
-def knob_range(lo: float, hi: float | None) -> str:
-    return f"a number in [{lo:g}, {hi:g}]" if hi is not None else f"a finite number >= {lo:g}"
-
-
-def seeded_rng(seed: int, *ids: int, cohort: int = 0) -> np.random.Generator:
-    """A generator determined by (data seed, stream, identity): order-independent pixels.
-
-    ``cohort`` > 0 draws further patients (a held-out or the oracle's cohort) from their own
-    stream, numpy's spawn key, so they never change (or repeat) the training cohort's draws.
-    """
-    return np.random.default_rng(np.random.SeedSequence([int(seed), *map(int, ids)],
-                                                        spawn_key=(int(cohort),) if cohort else ()))
-
-
-def parse_knobs(arg: str | None, defaults: dict, types: dict[str, type], source: str,
-                ranges: dict[str, tuple[float, float | None]] | None = None) -> dict:
-    """Preset ``defaults`` (unknown names ignored) overridden by the spec's ``k=v`` items
-    (unknown names rejected, since there they are user typos); a value that does not parse
-    names the knob and, where ``ranges`` has it, its valid range."""
-    opts = {k: types[k](v) for k, v in defaults.items() if k in types and v is not None}
-    for key, value in parse_kv(arg).items():
-        if key not in types:
-            raise ValueError(f"{source}: unknown option {key!r}; valid: {', '.join(types)}")
-        try:
-            opts[key] = types[key](value)
-        except ValueError:
-            valid = f"; valid: {knob_range(*ranges[key])}" if ranges and key in ranges else ""
-            raise ValueError(f"{source}: option {key}={value!r} is not a valid {types[key].__name__}{valid}") from None
-    return opts
-
-
-def config_key(prefix: str, config) -> str:
-    """``<prefix>-v<VERSION>-<hash of every generator parameter>`` for the clip cache.
-
-    A field marked ``KEYED_IF_SET`` enters the hash only when it differs from its default.
-    """
-    params = {f.name: getattr(config, f.name) for f in fields(config)
-              if not (f.metadata.get("keyed_if_set") and getattr(config, f.name) == f.default)}
-    blob = json.dumps(params, sort_keys=True).encode()
-    return f"{prefix}-{hashlib.sha1(blob).hexdigest()[:10]}"
 
 
 @dataclass(frozen=True)
-class LUSConfig:
+class LUSConfig(GeneratorKnobs):
     n_patients: int = PAPER_PATIENTS
-    n_clips: int = PAPER_CLIPS
-    seed: int = 0
-    signal: float = 1.0
-    nuisance: float = 1.0
     version: int = VERSION
     label_noise: float = field(default=LABEL_NOISE, metadata=KEYED_IF_SET)
-    shortcut: float = field(default=0.0, metadata=KEYED_IF_SET)
-    cohort: int = field(default=TRAINING, metadata=KEYED_IF_SET)
+    n_clips: int = PAPER_CLIPS
+
+    SOURCE = "synthetic-lus"
 
     def __post_init__(self) -> None:
-        if self.n_patients < 1:
-            raise ValueError(f"synthetic-lus: n_patients must be >= 1, got {self.n_patients}")
         if self.n_clips < 2 * self.n_patients:
             raise ValueError(f"synthetic-lus: n_clips={self.n_clips} < 2 * n_patients: every patient needs two visits")
-        if self.signal < 0 or self.nuisance < 0:
-            raise ValueError("synthetic-lus: signal and nuisance must be >= 0")
-        check_knobs("synthetic-lus", self)
+        super().__post_init__()
 
 
 # ----------------------------------------------------------------------------- the table
@@ -248,11 +168,6 @@ def shortcut_anchor(cfg: LUSConfig, p: int) -> float:
     """The patient's mean S/F over its visits mapped linearly onto [-1, 1]: -1 at S/F 480, +1 at 90."""
     sf, _ = _trajectory(cfg, p, len(_visit_plan(cfg)[p]))
     return float(1.0 - 2.0 * (sf.mean() - SF_LOW) / (SF_HIGH - SF_LOW))
-
-
-def couple(draw, anchor: float, shortcut: float):
-    """A patient's random draw in [-1, 1] pulled toward its score anchor: ``(1-s)·draw + s·anchor``."""
-    return draw if shortcut == 0 else (1.0 - shortcut) * draw + shortcut * anchor
 
 
 def build_table(cfg: LUSConfig) -> tuple[pd.DataFrame, dict[str, tuple[int, int, int, float]]]:
@@ -377,17 +292,6 @@ def _zone(cfg: LUSConfig, p: int, z: int) -> _Zone:
 def _texture_shape(grain: float) -> tuple[int, int]:
     """Base speckle grid: coarser grain = fewer cells; lateral cells are wider (as in B-mode)."""
     return max(16, int(round(72 / grain))), max(48, int(round(_SPAN * 48 / grain)))
-
-
-def tent_weights(pos: np.ndarray, n: int, width: float) -> np.ndarray:
-    """Interpolation weights ``[..., S, n]`` sampling a base grid of ``n`` cells at fractional ``pos``.
-
-    A tent of half-width ``width`` (>= 1 cell) is linear interpolation when upsampling and
-    an antialiasing box-like filter when the output is coarser than the base grid.
-    """
-    pos = np.clip(pos, 0, n - 1).astype(np.float32)
-    w = np.maximum(0.0, 1.0 - np.abs(np.arange(n, dtype=np.float32) - pos[..., None]) / np.float32(width))
-    return w / w.sum(-1, keepdims=True)
 
 
 def _line(d: np.ndarray, centre: np.ndarray, sigma: float, px: float) -> np.ndarray:
@@ -552,14 +456,8 @@ def latent_cohort(cfg: LUSConfig, n: int) -> tuple[pd.DataFrame, np.ndarray]:
     return table, np.array([renderer.severity(s) for s in table["scan_id"]], dtype=np.float32)
 
 
-def _cohort_dataset(cfg: LUSConfig, on_bad_input: str) -> LongitudinalDataset:
-    table, latent = build_table(cfg)
-    table, skipped = apply_policy("synthetic-lus", table, table_problems(table), on_bad_input)
-    renderer = LUSRenderer(cfg, latent)
-    return LongitudinalDataset(name="synthetic-lus", kind="lus", scans=table, load_clip=renderer,
-                               cache_key=config_key(f"synthetic-lus-v{VERSION}", cfg),
-                               score_name="S/F", skipped=skipped, latent_severity=renderer.latent_severity,
-                               rule=SF_RULE)
+GENERATOR = Generator("synthetic-lus", "lus", "S/F", SF_RULE, build_table, LUSRenderer, latent_cohort,
+                      further_patients)
 
 
 def make_synthetic_lus(n_patients: int = PAPER_PATIENTS, n_clips: int | None = None, seed: int = 0,
@@ -570,13 +468,9 @@ def make_synthetic_lus(n_patients: int = PAPER_PATIENTS, n_clips: int | None = N
     held-out cohort of ``test_patients`` further patients (none at 0) and the oracle's cohort hook."""
     if n_clips is None:
         n_clips = max(2 * n_patients, int(round(PAPER_CLIPS * n_patients / PAPER_PATIENTS)))
-    check_test_patients("synthetic-lus", test_patients)
-    cfg = LUSConfig(int(n_patients), int(n_clips), int(seed), float(signal), float(nuisance),
-                    label_noise=float(label_noise), shortcut=float(shortcut))
-    ds = _cohort_dataset(cfg, on_bad_input)
-    ds.heldout = _cohort_dataset(further_patients(cfg, test_patients, HELDOUT), on_bad_input) if test_patients else None
-    ds.latent_cohort = partial(latent_cohort, cfg)
-    return ds
+    cfg = LUSConfig(n_patients=int(n_patients), n_clips=int(n_clips), seed=int(seed), signal=float(signal),
+                    nuisance=float(nuisance), label_noise=float(label_noise), shortcut=float(shortcut))
+    return GENERATOR.dataset(cfg, test_patients, on_bad_input)
 
 
 @register_source("synthetic-lus")

@@ -52,18 +52,17 @@ level matched to the pixel size, so no full-volume warp is ever computed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import lru_cache, partial
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from bench.data.generator import (COHORT_PREFIX, KEYED_IF_SET, KNOB_RANGES, ORACLE, TEST_PATIENTS, Generator,
+                                  GeneratorKnobs, couple, parse_knobs, seeded_rng, tent_weights)
 from bench.data.pairs import MMSE_RULE
-from bench.data.scans import LongitudinalDataset, apply_policy, table_problems
+from bench.data.scans import LongitudinalDataset
 from bench.data.sources import register_source
-from bench.data.synthetic_lus import (COHORT_PREFIX, HELDOUT, KEYED_IF_SET, KNOB_RANGES, ORACLE, TEST_PATIENTS,
-                                      TRAINING, check_knobs, check_test_patients, config_key, couple, parse_knobs,
-                                      seeded_rng, tent_weights)
 
 VERSION = 1
 FOV_MM = 200.0
@@ -76,22 +75,12 @@ GROUPS = {"CN": (0.35, (28.0, 30.5), (0.0, 0.15)),      # share, baseline MMSE r
 
 
 @dataclass(frozen=True)
-class MRIConfig:
+class MRIConfig(GeneratorKnobs):
     n_patients: int = 150
-    seed: int = 0
-    signal: float = 1.0
-    nuisance: float = 1.0
     version: int = VERSION
     label_noise: float = field(default=LABEL_NOISE, metadata=KEYED_IF_SET)
-    shortcut: float = field(default=0.0, metadata=KEYED_IF_SET)
-    cohort: int = field(default=TRAINING, metadata=KEYED_IF_SET)
 
-    def __post_init__(self) -> None:
-        if self.n_patients < 1:
-            raise ValueError(f"synthetic-mri: n_patients must be >= 1, got {self.n_patients}")
-        if self.signal < 0 or self.nuisance < 0:
-            raise ValueError("synthetic-mri: signal and nuisance must be >= 0")
-        check_knobs("synthetic-mri", self)
+    SOURCE = "synthetic-mri"
 
 
 # ----------------------------------------------------------------------------- the table
@@ -327,22 +316,20 @@ _KNOBS = {"n_patients": int, "seed": int, "signal": float, "nuisance": float,
           "label_noise": float, "shortcut": float, "test_patients": int}
 
 
+def further_patients(cfg: MRIConfig, n: int, cohort: int) -> MRIConfig:
+    return replace(cfg, n_patients=n, cohort=cohort)
+
+
 def latent_cohort(cfg: MRIConfig, n: int) -> tuple[pd.DataFrame, np.ndarray]:
     """The dataset's ``latent_cohort`` hook: scan table and atrophy index of ``n`` oracle-cohort
     subjects, without voxels."""
-    oracle_cfg = replace(cfg, n_patients=n, cohort=ORACLE)
+    oracle_cfg = further_patients(cfg, n, ORACLE)
     table, latent = build_table(oracle_cfg)
     return table, np.array([atrophy(oracle_cfg, p, m) for p, _, m in latent.values()], dtype=np.float32)
 
 
-def _cohort_dataset(cfg: MRIConfig, on_bad_input: str) -> LongitudinalDataset:
-    table, latent = build_table(cfg)
-    table, skipped = apply_policy("synthetic-mri", table, table_problems(table), on_bad_input)
-    renderer = MRIRenderer(cfg, latent)
-    return LongitudinalDataset(name="synthetic-mri", kind="mri", scans=table, load_clip=renderer,
-                               cache_key=config_key(f"synthetic-mri-v{VERSION}", cfg),
-                               score_name="MMSE", skipped=skipped, latent_severity=renderer.latent_severity,
-                               rule=MMSE_RULE)
+GENERATOR = Generator("synthetic-mri", "mri", "MMSE", MMSE_RULE, build_table, MRIRenderer, latent_cohort,
+                      further_patients)
 
 
 def make_synthetic_mri(n_patients: int = 150, seed: int = 0, signal: float = 1.0, nuisance: float = 1.0,
@@ -350,14 +337,9 @@ def make_synthetic_mri(n_patients: int = 150, seed: int = 0, signal: float = 1.0
                        *, on_bad_input: str = "fail") -> LongitudinalDataset:
     """The training cohort with a held-out cohort of ``test_patients`` further subjects (none at 0)
     and the oracle's cohort hook."""
-    check_test_patients("synthetic-mri", test_patients)
-    cfg = MRIConfig(int(n_patients), int(seed), float(signal), float(nuisance),
+    cfg = MRIConfig(n_patients=int(n_patients), seed=int(seed), signal=float(signal), nuisance=float(nuisance),
                     label_noise=float(label_noise), shortcut=float(shortcut))
-    ds = _cohort_dataset(cfg, on_bad_input)
-    ds.heldout = _cohort_dataset(replace(cfg, n_patients=test_patients, cohort=HELDOUT), on_bad_input) \
-        if test_patients else None
-    ds.latent_cohort = partial(latent_cohort, cfg)
-    return ds
+    return GENERATOR.dataset(cfg, test_patients, on_bad_input)
 
 
 @register_source("synthetic-mri")
