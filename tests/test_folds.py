@@ -69,3 +69,72 @@ def test_too_many_folds_and_a_heldout_cohort_are_refused(lus):
     assert both[HELDOUT].any()
     with pytest.raises(ValueError, match="test_patients=0"):
         fold_patients(both, make_pairs(both, ds.rule), 0, 0, 3)
+
+
+def _cell(**kw):
+    from bench.cell import Cell, Numerics
+    from bench.grid import Row
+    from bench.presets import resolve
+    return Cell("table3", Row("lus", "tsm_r18", "cl", "cos"), 2, resolve("smoke", {}), "synthetic-lus", "abc123",
+                Numerics("cpu", "fp32", False, 1), **kw)
+
+
+def test_a_cell_without_a_fold_keeps_its_identity_and_a_fold_is_part_of_it():
+    plain = _cell()
+    assert plain.run_id == "smoke-lus-tsm_r18-cl-cos-s2-91248805"  # computed before folds existed
+    assert "cv" not in plain.settings()
+    folded = [_cell(fold=k, folds=3) for k in range(3)]
+    assert len({c.run_id for c in folded} | {plain.run_id}) == 4
+    assert folded[1].run_id.startswith("smoke-lus-tsm_r18-cl-cos-s2-f1-")
+    assert folded[1].settings()["cv"] == {"fold": 1, "folds": 3}
+    assert _cell(fold=1, folds=5).fingerprint() != folded[1].fingerprint()  # fold 1 of 5 tests other patients
+
+
+def test_the_record_stores_the_fold_and_the_cell_reads_it_back(tmp_path):
+    from bench.cell import Cell
+    from bench.records import RunRecord, read_record, save_record
+    from bench.tables import _fold
+    for cell in (_cell(), _cell(fold=2, folds=3)):
+        rec = RunRecord(cell.run_id, "table3", "lus", "tsm_r18", "cl", "cos", 2, "smoke", cell.fingerprint(),
+                        cell.code_version(), "finished", cell.settings(), cell.numerics.to_dict(), "cpu", "c", "t",
+                        metrics={"macro_f1": 0.5}, fold=cell.fold, folds=cell.folds)
+        save_record(tmp_path / f"{cell.run_id}.json", rec)
+        back = read_record(tmp_path / f"{cell.run_id}.json")
+        assert (back.fold, back.folds, _fold(back)) == (cell.fold, cell.folds, cell.fold)
+        assert Cell.from_record(back) == cell and Cell.from_record(back).run_id == cell.run_id
+
+
+def _argv(tmp, *extra):
+    return ["--grid", "table3", "--preset", "smoke", "--datasets", "lus", "--losses", "mse,cl", "--no-references",
+            "--out", str(tmp / "out"), "--cache-dir", str(tmp / "cache"), *extra]
+
+
+CV_DATA = ("--data", "lus=synthetic-lus:n_patients=12,test_patients=0")
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (("--repeats", "2"), "--repeats 2 repeats the cross-validation: use it with --folds K"),
+    (("--folds", "3", "--seeds", "2", *CV_DATA), "under cross-validation the seeds are the repeats"),
+    (("--folds", "3", "--seed-list", "0,1", *CV_DATA), "give --repeats R instead"),
+    (("--folds", "1", *CV_DATA), "--folds must be at least 2, got 1"),
+    (("--folds", "3", "--repeats", "0", *CV_DATA), "--repeats must be at least 1, got 0"),
+    (("--folds", "3",), "set test_patients=0"),  # the smoke preset's synthetic source has a held-out cohort
+    (("--folds", "13", *CV_DATA), "--folds 13: lus (synthetic-lus) has 12 patients"),
+    (("--folds", "2", "--data", "lus=synthetic-lus:n_patients=3,test_patients=0"), "lus (synthetic-lus, 3 "
+     "patients), repeat 0, fold"),  # one fold tests two patients, leaving one for train and validation
+])
+def test_contradictory_or_impossible_cv_settings_are_one_line(tmp_path, usage_error, extra, needle):
+    usage_error(_argv(tmp_path, *extra), needle)
+
+
+def test_the_plan_has_k_cells_per_row_and_repeat_seed_by_seed(tmp_path):
+    from bench import sweep
+    from bench.cli import parse
+    from bench.config import config_dict
+    from bench.options import from_args
+    p = sweep.plan(from_args(parse(_argv(tmp_path, "--folds", "3", "--repeats", "2", *CV_DATA))), decode=False)
+    assert p.seeds == [0, 1] and len(p.specs) == 2 * 2 * 3
+    assert [(c.seed, c.fold, c.row.loss) for c in p.specs[:4]] == [(0, 0, "mse"), (0, 0, "cl"), (0, 1, "mse"),
+                                                                     (0, 1, "cl")]
+    assert {c.folds for c in p.specs} == {3} and len({c.run_id for c in p.specs}) == 12
+    assert config_dict(p)["folds"] == 3 and config_dict(p)["repeats"] == 2 and "seed_list" not in config_dict(p)

@@ -8,6 +8,8 @@ dataset's rows followed by the held-out rows, marked by the :data:`HELDOUT` colu
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -84,7 +86,9 @@ def fold_patients(scans: pd.DataFrame, pairs: pd.DataFrame, seed: int, fold: int
     groups = np.concatenate([patients, pairs["patient_id"].to_numpy(dtype=object)])
     strata = np.concatenate([np.full(len(patients), -1), pairs["label"].to_numpy(int)])
     cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    test_idx = list(cv.split(np.zeros(len(groups)), strata, groups))[fold][1]
+    with warnings.catch_warnings():  # a label rarer than K folds is spread as far as it goes: no news
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        test_idx = list(cv.split(np.zeros(len(groups)), strata, groups))[fold][1]
     test = np.unique(groups[test_idx].astype(str))
     rest = patients[~np.isin(patients.astype(str), test)]
     if len(test) == 0 or len(rest) < 2:
