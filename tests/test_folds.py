@@ -138,3 +138,27 @@ def test_the_plan_has_k_cells_per_row_and_repeat_seed_by_seed(tmp_path):
                                                                      (0, 1, "cl")]
     assert {c.folds for c in p.specs} == {3} and len({c.run_id for c in p.specs}) == 12
     assert config_dict(p)["folds"] == 3 and config_dict(p)["repeats"] == 2 and "seed_list" not in config_dict(p)
+
+
+def test_a_cross_validated_row_averages_per_repeat_then_over_repeats(tmp_path):
+    from bench.grid import grid_rows
+    from bench.stats import cv_mean_ci, mean_ci
+    from bench.tables import summarize, write_tables
+    from tests.test_tables_stats import record
+    recs, f1 = [], {(0, 0): 0.30, (0, 1): 0.50, (0, 2): 0.40, (1, 0): 0.60, (1, 1): 0.40}  # repeat 1, fold 2 failed
+    for (s, k), v in f1.items():
+        for loss, shift in (("mse", 0.0), ("cl", 0.02 * (k + s))):
+            rec = record("lus", loss, s, 50.0, v + shift)
+            rec.fold, rec.folds = k, 3
+            recs.append(rec)
+    line = summarize(recs, grid_rows("table3")).set_index(["dataset", "loss"]).loc[("lus", "mse")]
+    assert line["macro_f1_mean"] == pytest.approx((0.4 + 0.5) / 2)  # not the mean of the 5 folds, 0.44
+    mean, lo, hi = cv_mean_ci(list(f1.values()), [s for s, _ in f1], 3)
+    assert (line["macro_f1_ci_lo"], line["macro_f1_ci_hi"]) == pytest.approx((lo, hi))
+    naive = mean_ci(list(f1.values()))
+    assert hi - lo > 1.5 * (naive[1] - naive[0])  # sd · √(1/5 + 1/2) vs sd · √(1/5)
+    paths = write_tables(summarize(recs, grid_rows("table3")), recs, "table3", tmp_path)
+    note = "LUS: patient-level 3-fold cross-validation, 2 repeat(s)"
+    assert note in paths["md"].read_text() and note in paths["tex"].read_text()
+    assert "a row's mean averages the folds of each repeat, then the repeats" in paths["md"].read_text()
+    assert list(pd.read_csv(paths["cells"])["fold"][:3]) == [0, 0, 1]
