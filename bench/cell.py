@@ -1,7 +1,9 @@
 """A cell's identity, in one place: what it runs and everything its numbers depend on.
 
 A :class:`Cell` is a frozen value: the table row and seed, the preset's settings, the data
-(source spec and content key), the weights, the skip policy and the :class:`Numerics`.
+(source spec and content key), the weights, the skip policy and the :class:`Numerics`; under
+cross-validation also its fold of ``folds`` (the seed is then the repeat). A cell without a
+fold has the same settings, fingerprint and ``run_id`` as before folds existed.
 Its ``run_id`` names the record file, its :meth:`Cell.fingerprint` hashes the settings
 (other settings, other cells), its :meth:`Cell.code_version` names the result-affecting
 code that runs it now (this package's plus any plugin it uses), and a record made by
@@ -60,6 +62,8 @@ class Cell:
     weights: str | None = None
     weights_file: tuple[int, int] | None = None  # size and mtime of the weights, when a file
     on_bad_input: str = "fail"
+    fold: int | None = None   # cross-validation: the fold tested, of ``folds``; None: the seed's split
+    folds: int | None = None
 
     def settings(self) -> dict:
         """What the result depends on besides row, seed and code: the fingerprint's input,
@@ -68,6 +72,8 @@ class Cell:
                "pretrained": self.weights, "on_bad_input": self.on_bad_input, "numerics": self.numerics.to_dict()}
         if self.weights_file:
             out["pretrained_file"] = list(self.weights_file)
+        if self.fold is not None:
+            out["cv"] = {"fold": self.fold, "folds": self.folds}
         return out
 
     def fingerprint(self) -> str:
@@ -76,7 +82,8 @@ class Cell:
     @property
     def run_id(self) -> str:
         r = self.row
-        return f"{self.preset.name}-{r.dataset}-{r.backbone}-{r.loss}-{r.sim}-s{self.seed}-{self.fingerprint()}"
+        fold = "" if self.fold is None else f"-f{self.fold}"
+        return f"{self.preset.name}-{r.dataset}-{r.backbone}-{r.loss}-{r.sim}-s{self.seed}{fold}-{self.fingerprint()}"
 
     def code_version(self) -> str:
         """This package's code version, plus the module digest of each plugin the cell uses
@@ -101,11 +108,11 @@ class Cell:
     @classmethod
     def from_record(cls, record) -> "Cell":
         """The cell a record was made by, read back from what it stored."""
-        s = record.settings
+        s, cv = record.settings, record.settings.get("cv", {})
         return cls(grid=record.grid, row=record.row, seed=record.seed, preset=Preset(**s["preset"]),
                    data_spec=s["data"], data_key=s["data_key"], numerics=Numerics(**s["numerics"]),
                    weights=s["pretrained"], weights_file=tuple(s["pretrained_file"]) if "pretrained_file" in s else None,
-                   on_bad_input=s["on_bad_input"])
+                   on_bad_input=s["on_bad_input"], fold=cv.get("fold"), folds=cv.get("folds"))
 
 
 def record_is_stale(record) -> bool:

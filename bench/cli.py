@@ -197,9 +197,9 @@ def run_cells(plan, console: Console):
     from bench import sweep
     from bench.progress import RichReporter
     ctx, o = plan.ctx, plan.options
+    design = f"{len(plan.seeds)} repeats × {o.folds} folds" if o.folds else f"{len(plan.seeds)} seeds"
     console.print(f"{o.folder or 'grid ' + o.grid}, preset [bold]{ctx.preset.name}[/]: {len(plan.specs)} cells "
-                  f"({len(plan.rows)} rows × {len(plan.seeds)} seeds), {ctx.threads} CPU thread(s) per cell "
-                  f"-> {ctx.out_dir}")
+                  f"({len(plan.rows)} rows × {design}), {ctx.threads} CPU thread(s) per cell -> {ctx.out_dir}")
     cores = os.cpu_count() or 1
     if (o.executor == "local" and not o.gpus and ctx.torch_device().type == "cpu"
             and o.jobs * ctx.threads < cores and len(plan.specs) > 1):

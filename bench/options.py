@@ -136,7 +136,14 @@ class SweepOptions:
                                toml=int, range=(1, MAX_SEEDS, "seeds of one sweep"),
                                write=lambda plan: None)  # config.toml has the seed_list
     seed_list: list[int] | None = option(None, "--seed-list", "explicit seeds, e.g. 0,3,7", arg={"type": int_list},
-                                         toml=("list", int), check=check_seed_list, write=lambda plan: list(plan.seeds))
+                                         toml=("list", int), check=check_seed_list,
+                                         write=lambda plan: None if plan.options.folds else list(plan.seeds))
+    folds: int | None = option(None, "--folds", "patient-level K-fold cross-validation, stratified by the patients' "
+                               "pair labels (real data; synthetic with test_patients=0): K cells per row and repeat",
+                               arg={"type": int, "metavar": "K"}, toml=int, range=(2, MAX_SEEDS, "folds"))
+    repeats: int | None = option(None, "--repeats", "with --folds: repeat the cross-validation R times, repeat r "
+                                 "shuffled by seed r (default 1); the seeds are the repeats",
+                                 arg={"type": int, "metavar": "R"}, toml=int, range=(1, MAX_SEEDS, "repeats of one sweep"))
     datasets: list[str] | None = _names("--datasets", "datasets: lus, adni")
     backbones: list[str] | None = _names("--backbones", "backbones")
     losses: list[str] | None = _names("--losses", "losses: mse, cl, wcl, wcl_out, ...")
@@ -315,6 +322,17 @@ def _check_value(o: SweepOptions, f: Field) -> None:
         check_range(flag, value, *(bounds(o) if callable(bounds) else bounds))
 
 
+def _check_cv(o: SweepOptions) -> None:
+    """Under cross-validation the seeds are the repeats (repeat r: seed r), so --repeats is the
+    one way to choose them, and it means nothing without --folds."""
+    if o.repeats is not None and o.folds is None:
+        raise UsageError(f"--repeats {o.repeats} repeats the cross-validation: use it with --folds K")
+    if o.folds is not None and (o.seeds is not None or o.seed_list is not None):
+        given = "--seeds" if o.seeds is not None else "--seed-list"
+        raise UsageError(f"--folds {o.folds} with {given}: under cross-validation the seeds are the repeats "
+                         "(repeat r uses seed r); give --repeats R instead")
+
+
 def check_options(o: SweepOptions) -> None:
     """Every option on its own and against the others (no data, no files): one line per
     problem, the first raised. Options that conflict or do nothing here are refused."""
@@ -328,6 +346,7 @@ def check_options(o: SweepOptions) -> None:
     if o.seeds is not None and o.seed_list is not None:
         raise UsageError(f"--seeds {o.seeds} and --seed-list {','.join(map(str, o.seed_list))} both choose the "
                          "seeds: give one of them")
+    _check_cv(o)
     if o.jobs_per_gpu != 1 and not o.gpus:
         raise UsageError(f"--jobs-per-gpu {o.jobs_per_gpu} packs cells on GPUs: use it with --gpus N")
     if o.gpus and o.jobs > 1:

@@ -33,14 +33,14 @@ def _test_pairs(rec):
 
 
 def joint_bootstrap(records: list) -> pd.DataFrame:
-    """One line per method cell paired with the MSE cell of its dataset, backbone and seed on
+    """One line per method cell paired with the MSE cell of its dataset, backbone, seed (and fold) on
     the same test pairs (same patients and labels in the same order; other pairs are
     skipped): its ΔF1 and the joint-bootstrap variance of that ΔF1 (``test_var``)."""
-    mse = {(r.dataset, r.backbone, r.seed): r for r in records
+    mse = {(r.dataset, r.backbone, r.seed, getattr(r, "fold", None)): r for r in records
            if r.loss == "mse" and r.sim == "cos" and _test_pairs(r)}
     out = []
     for r in records:
-        base = mse.get((r.dataset, r.backbone, r.seed))
+        base = mse.get((r.dataset, r.backbone, r.seed, getattr(r, "fold", None)))
         if base is None or r is base or is_reference(r.loss) or not _test_pairs(r):
             continue
         a, b = r.test_pairs, base.test_pairs
@@ -88,14 +88,14 @@ def power_plan(summary: pd.DataFrame, records: list) -> pd.DataFrame:
 
 
 def class_counts(records: list) -> pd.DataFrame:
-    """Test pairs per class and seed (one cell per dataset and seed: all its cells share the
-    split), summarised per dataset and class as the min and mean over seeds."""
+    """Test pairs per class and seed (one cell per dataset and seed, or fold: all its cells share
+    the split), summarised per dataset and class as the min and mean over seeds."""
     seen, out = set(), []
     for r in records:
         tp = _test_pairs(r)
-        if tp is None or (r.dataset, r.seed) in seen:
+        if tp is None or (r.dataset, r.seed, getattr(r, "fold", None)) in seen:
             continue
-        seen.add((r.dataset, r.seed))
+        seen.add((r.dataset, r.seed, getattr(r, "fold", None)))
         counts = np.bincount(np.asarray(tp.true, dtype=int), minlength=len(LABELS))
         out += [{"dataset": r.dataset, "seed": r.seed, "label": label, "pairs": int(c)}
                 for label, c in zip(LABELS, counts)]

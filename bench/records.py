@@ -26,8 +26,10 @@ import numpy as np
 from bench.files import atomic_write, strict_json, write_json_atomic
 from bench.grid import Row
 
-SCHEMA_VERSION = 3
-READABLE_SCHEMAS = (2, 3)  # 2: the same parts, without data.pair_rule / data.heldout_patients
+SCHEMA_VERSION = 4
+# 2: the same parts, without data.pair_rule / data.heldout_patients; 3: without fold / folds (no
+# cross-validation), which code reading schema 3 would drop, mistaking a fold for a seed's cell
+READABLE_SCHEMAS = (2, 3, 4)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = ("torch", "torchvision", "timm", "transformers", "numpy", "scikit-learn", "learner-bench")
 
@@ -140,6 +142,8 @@ class RunRecord:
     versions: dict = field(default_factory=dict)
     embeddings_file: str | None = None
     worker: str = ""                    # host:pid of the process that ran the cell
+    fold: int | None = None             # cross-validation: the fold tested (seed = repeat), of ``folds``
+    folds: int | None = None
     schema: int = SCHEMA_VERSION
 
     @property

@@ -23,7 +23,7 @@ from bench.data.pairs import label_counts, make_pairs, pairs_by_split, split_pro
 from bench.files import DEFAULT_CACHE_DIR
 from bench.data.store import DataStore
 from bench.data.sources import DEFAULT_SOURCES
-from bench.data.splits import cohorts, evaluation_scans, split_patients
+from bench.data.splits import cell_splits, cohorts, evaluation_scans
 from bench import claims
 from bench.checkpoint import Checkpoint
 from bench.cell import Cell, Numerics
@@ -55,6 +55,7 @@ class RunContext:
     compile: bool = False
     threads: int = 1  # torch CPU threads of each cell: part of the numerics, whichever executor runs it
     data_keys: dict[str, str] = field(default_factory=dict)  # dataset -> content key (set by the sweep)
+    folds: int | None = None  # cross-validation: K folds per repeat (the seed); None: one split per seed
     # The commit the sweep's code was loaded from, taken when it starts: a commit made while
     # it runs does not change the code that runs, so it must not change what records say.
     git_commit: str = field(default_factory=git_commit)
@@ -67,13 +68,14 @@ class RunContext:
         return Numerics(device.type, "bf16-autocast" if self.amp and device.type == "cuda" else "fp32",
                         self.compile, self.threads if device.type == "cpu" else None)
 
-    def cell(self, grid: str, row: Row, seed: int) -> Cell:
-        """The cell of ``row`` and ``seed`` under this sweep's settings (weights are named by
-        path, size and modification time)."""
+    def cell(self, grid: str, row: Row, seed: int, fold: int | None = None) -> Cell:
+        """The cell of ``row`` and ``seed`` (and cross-validation ``fold`` of :attr:`folds`) under
+        this sweep's settings (weights are named by path, size and modification time)."""
         weights = self.pretrained.get(row.backbone)
         stat = Path(weights).stat() if weights and Path(weights).exists() else None
         return Cell(grid, row, seed, self.preset, self.data_spec(row.dataset), self.data_keys.get(row.dataset),
-                    self.numerics(), weights, (stat.st_size, stat.st_mtime_ns) if stat else None, self.on_bad_input)
+                    self.numerics(), weights, (stat.st_size, stat.st_mtime_ns) if stat else None, self.on_bad_input,
+                    fold, None if fold is None else self.folds)
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
@@ -125,7 +127,7 @@ def _record(cell: Cell, ctx: RunContext, device: torch.device, status: str, **fi
                      numerics=cell.numerics.to_dict(), device=device_name(device), git_commit=ctx.git_commit,
                      finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), versions=library_versions(),
                      pretrained=cell.weights or "none",
-                     worker=f"{socket.gethostname()}:{os.getpid()}", **fields)
+                     worker=f"{socket.gethostname()}:{os.getpid()}", fold=cell.fold, folds=cell.folds, **fields)
 
 
 def _encoder_embeddings(cell: Cell, ctx: RunContext, ds, clips: list[torch.Tensor], splits: dict,
@@ -165,12 +167,12 @@ def run_cell(cell: Cell, ctx: RunContext, store: DataStore,
         torch.cuda.reset_peak_memory_stats(device)
     ds = store.dataset(cell.data_spec, cell.on_bad_input, p.data_defaults, ctx.cache_dir)
     scans = evaluation_scans(ds)  # with a held-out cohort, its rows follow and are the test split
-    splits = split_patients(scans, cell.seed)
+    pairs = make_pairs(scans, ds.rule)
+    splits = cell_splits(scans, pairs, cell.seed, cell.fold, cell.folds)
     scores = scans["score"].to_numpy(float)
-    pair_split = pairs_by_split(make_pairs(scans, ds.rule), splits, len(scans))
-    problem = split_problem(pair_split)
-    if problem:
-        raise RuntimeError(f"{row.dataset}, seed {cell.seed}: {problem}; the dataset is too small for this split")
+    pair_split = pairs_by_split(pairs, splits, len(scans))
+    if problem := split_problem(pair_split):
+        raise RuntimeError(f"{row.dataset}, {cell.run_id}: {problem}; the dataset is too small for this split")
     labels = {k: v["label"].to_numpy() for k, v in pair_split.items()}
     t_data = time.perf_counter() - t_start
 

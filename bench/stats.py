@@ -108,6 +108,24 @@ def corrected_paired_effect(diffs, test_fraction: float | None = None, level: fl
     return difference_effect(d.ravel(), test_fraction / (1 - test_fraction), level)
 
 
+def cv_mean_ci(values, repeats, folds: int, level: float = 0.95) -> tuple[float, float, float]:
+    """A cross-validated estimate: the mean of each repeat's fold values, then of the repeats
+    (``repeats``: each value's repeat), and the corrected resampled t-interval around it
+    (Nadeau–Bengio over all J fold values, test fraction 1/K: variance sd² · (1/J + 1/(K − 1)),
+    df J − 1). NaN interval below two values."""
+    v, rep = np.asarray(values, dtype=float), np.asarray(repeats)
+    keep = np.isfinite(v)
+    v, rep = v[keep], rep[keep]
+    if not len(v):
+        return float("nan"), float("nan"), float("nan")
+    mean = float(np.mean([v[rep == r].mean() for r in np.unique(rep)]))
+    if len(v) < 2 or np.all(v == v[0]):
+        return (mean, float("nan"), float("nan")) if len(v) < 2 else (mean, mean, mean)
+    se = v.std(ddof=1) * np.sqrt(1 / len(v) + 1 / (folds - 1))
+    lo, hi = stats.t.interval(level, len(v) - 1, loc=mean, scale=se)
+    return mean, float(lo), float(hi)
+
+
 def difference_effect(diffs, extra_variance: float, level: float = 0.95) -> dict:
     """n, mean, sd of the differences, the t-interval and two-sided p of their mean with
     variance sd² · (1/n + ``extra_variance``) on n − 1 df (0: the paired t-test), and P(row >

@@ -128,14 +128,21 @@ def _data(o: SweepOptions, rows: list[Row], ctx: RunContext, store: DataStore) -
     return out
 
 
-def _check_splits(datasets: dict[str, LongitudinalDataset], seeds: list[int]) -> list[str]:
-    """Every seed's patient split can train and score the classifier (else UsageError);
-    returns a warning line per dataset whose test splits are thin."""
+def _check_splits(datasets: dict[str, LongitudinalDataset], seeds: list[int], folds: int | None = None) -> list[str]:
+    """Every seed's patient split (or every fold of every repeat) can train and score the
+    classifier (else UsageError); returns a warning line per dataset whose test splits are thin."""
     from bench.data.check import split_findings
     from bench.data.splits import evaluation_scans
     notes = []
     for name, ds in datasets.items():  # the test pairs of a held-out cohort, if the source has one
-        problem, warning = split_findings(evaluation_scans(ds), ds.rule, seeds)
+        if folds and ds.heldout is not None:
+            raise UsageError(f"--folds {folds}: {name} ({ds.name}) brings a held-out cohort of "
+                             f"{ds.heldout.n_patients} test patients, which cross-validation would not use; "
+                             f"set test_patients=0 (--data {name}=SOURCE:test_patients=0)")
+        if folds and folds > ds.n_patients:
+            raise UsageError(f"--folds {folds}: {name} ({ds.name}) has {ds.n_patients} patients, and each fold "
+                             f"tests at least one: at most --folds {ds.n_patients}")
+        problem, warning = split_findings(evaluation_scans(ds), ds.rule, seeds, folds)
         if problem:
             raise UsageError(f"{name} ({ds.name}, {ds.n_patients} patients), {problem}; use more patients")
         if warning:
@@ -193,16 +200,16 @@ def plan(o: SweepOptions, *, decode: bool = True,
         raise UsageError("the filters leave no cell to run")
     _check_relevant(o, rows)
     o, notes = _cpu_jobs(o)
-    seeds = o.seed_list or list(range(o.seeds or preset.seeds))
+    seeds = list(range(o.repeats or 1)) if o.folds else o.seed_list or list(range(o.seeds or preset.seeds))
     ctx = RunContext(out_dir=Path(o.out) / (o.folder or o.grid), preset=preset, data_specs=dict(o.data),
                      pretrained=dict(o.pretrained), device=o.device, amp=o.amp, cache_dir=Path(o.cache_dir),
-                     on_bad_input=o.on_bad_input, compile=o.compile, threads=o.threads_per_cell)
+                     on_bad_input=o.on_bad_input, compile=o.compile, threads=o.threads_per_cell, folds=o.folds)
     if decode:
         need = max(cell_bytes(b, preset) for b in dict.fromkeys(r.backbone for r in rows) if b != ANY)
         writable_dir("--out", ctx.out_dir, need)
     store = DataStore()
     datasets = _data(o, rows, ctx, store)
-    split_notes = _check_splits(datasets, seeds)
+    split_notes = _check_splits(datasets, seeds, o.folds)
     if o.references:
         rows = with_references(rows, lambda d: datasets[d].latent_severity is not None)
     if decode:
@@ -213,9 +220,10 @@ def plan(o: SweepOptions, *, decode: bool = True,
         warmed = store.warm(list(datasets.values()), preset.cache_frames, preset.img_size, ctx.cache_dir, on_clip)
         if any(a is not b for a, b in zip(datasets.values(), warmed)):  # decoding dropped rows
             datasets = dict(zip(datasets, warmed))
-            split_notes = _check_splits(datasets, seeds)
+            split_notes = _check_splits(datasets, seeds, o.folds)
     ctx.data_keys = {name: ds.cache_key for name, ds in datasets.items()}
-    specs = [ctx.cell(o.grid, row, seed) for seed in seeds for row in rows]
+    specs = [ctx.cell(o.grid, row, seed, fold) for seed in seeds for fold in (range(o.folds) if o.folds else [None])
+             for row in rows]
     jobs_per_gpu = pack_cells(rows, preset, o) if o.jobs_per_gpu == "auto" and decode else o.jobs_per_gpu
     return SweepPlan(o, ctx, rows, seeds, specs, store, datasets, jobs_per_gpu, notes + split_notes)
 

@@ -24,8 +24,8 @@ from bench.paper import published
 from bench.power import FEW_PAIRS, PLANNED_TEST_PATIENTS, TARGETS, class_counts, pooled_sd, power_plan
 from bench.records import RunRecord
 from bench.grid import ANY, REFERENCE_LABELS, is_reference
-from bench.stats import (bootstrap_ci, corrected_paired_effect, holm, mean_ci, minimal_detectable_effect,
-                         paired_effect, verdict)
+from bench.stats import (bootstrap_ci, corrected_paired_effect, cv_mean_ci, holm, mean_ci,
+                         minimal_detectable_effect, paired_effect, verdict)
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 DATASET_LABELS = {"lus": "LUS", "adni": "ADNI"}
@@ -85,6 +85,12 @@ def _fold(rec: RunRecord):
     return getattr(rec, "fold", None)
 
 
+def _folds(recs: list[RunRecord]) -> int | None:
+    """K of cross-validated cells (as their records say, else the folds seen); None without folds."""
+    seen = {_fold(r) for r in recs} - {None}
+    return (max(getattr(r, "folds", None) or 0 for r in recs) or len(seen)) if seen else None
+
+
 def vs_mse(recs: list[RunRecord], base: list[RunRecord], metric: str) -> dict:
     """A row's paired effect against its MSE row (:mod:`bench.stats` keys). Records without a
     ``fold``: paired t over seeds. Records with one (repeated K-fold cross-validation, seed =
@@ -93,22 +99,27 @@ def vs_mse(recs: list[RunRecord], base: list[RunRecord], metric: str) -> dict:
     def by_key(rs):
         return {(r.seed, _fold(r)): r.metric(metric) for r in rs}
     a, b = by_key(recs), by_key(base)
-    folds = {f for _, f in a if f is not None}
+    folds = _folds(recs)
     if not folds:
         return paired_effect(a, b)
     keys = sorted(set(a) & set(b))
-    return corrected_paired_effect([a[k] - b[k] for k in keys], test_fraction=1 / len(folds))
+    return corrected_paired_effect([a[k] - b[k] for k in keys], test_fraction=1 / folds)
 
 
 def _row_numbers(recs: list[RunRecord]) -> dict:
-    """Mean, std and the 95 % t-interval of the mean of each metric over the row's cells."""
-    line = {}
+    """Mean, std and the 95 % t-interval of the mean of each metric over the row's cells. Cross-
+    validated cells: the mean of each repeat's folds, then of the repeats; the std over all folds;
+    the interval by the corrected resampled t (:func:`bench.stats.cv_mean_ci`)."""
+    line, folds = {}, _folds(recs)
     for m in METRICS:
         vals = np.array([r.metric(m) for r in recs], dtype=float)
-        line[f"{m}_mean"] = vals.mean() if len(vals) else np.nan
+        line[f"{m}_mean"] = (vals.mean() if not folds else cv_mean_ci(vals, [r.seed for r in recs], folds)[0]) \
+            if len(vals) else np.nan
         line[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else np.nan
     for m in ("accuracy", "macro_f1"):
-        line[f"{m}_ci_lo"], line[f"{m}_ci_hi"] = mean_ci([r.metric(m) for r in recs])
+        vals = [r.metric(m) for r in recs]
+        line[f"{m}_ci_lo"], line[f"{m}_ci_hi"] = mean_ci(vals) if not folds else \
+            cv_mean_ci(vals, [r.seed for r in recs], folds)[1:]
     rho = np.array([r.metric("spearman_within") for r in recs], dtype=float)
     line["spearman_mean"] = np.nanmean(rho) if np.isfinite(rho).any() else np.nan
     line["spearman_std"] = np.nanstd(rho, ddof=1) if np.isfinite(rho).sum() > 1 else np.nan
@@ -398,6 +409,23 @@ def design_notes(summary: pd.DataFrame, plan: pd.DataFrame, counts: pd.DataFrame
     return lines
 
 
+def cv_notes(records: list[RunRecord]) -> list[str]:
+    """One line per cross-validated dataset saying the design and how its numbers are made."""
+    lines = []
+    for d in dict.fromkeys(r.dataset for r in records):
+        recs = [r for r in records if r.dataset == d and r.finished]
+        if folds := _folds(recs):
+            repeats = len({r.seed for r in recs})
+            lines.append(f"{DATASET_LABELS.get(d, d)}: patient-level {folds}-fold cross-validation, {repeats} "
+                         f"repeat(s) (repeat r reshuffles the folds with seed r; every patient is tested once per "
+                         f"repeat): a row's mean averages the folds of each repeat, then the repeats; ± std over "
+                         f"all folds; n counts folds; its CI and ΔF1 vs MSE (paired by repeat and fold) use the "
+                         f"corrected resampled t (Nadeau–Bengio; Bouckaert–Frank over repeats; test fraction "
+                         f"1/{folds}), since the folds' training sets overlap; the power figures do not correct "
+                         "for that overlap.")
+    return lines
+
+
 STALE_NOTE = ("† made (partly) by result-affecting code other than the code that wrote this table, or by "
               "several code versions: rerun with --rerun-stale.")
 
@@ -416,7 +444,8 @@ def cell_frame(records: list[RunRecord]) -> pd.DataFrame:
     out = []
     for r in records:
         line = {"run_id": r.run_id, "dataset": r.dataset, "backbone": r.backbone, "loss": r.loss, "sim": r.sim,
-                "kind": "reference" if is_reference(r.loss) else "method", "seed": r.seed, "status": r.status,
+                "kind": "reference" if is_reference(r.loss) else "method", "seed": r.seed,
+                **({} if _fold(r) is None else {"fold": _fold(r)}), "status": r.status,
                 **{m: r.metric(m) for m in (*METRICS, "spearman_within")},
                 "test_pairs": len(r.test_pairs.true) if r.test_pairs else 0,
                 "test_patients": len(set(r.test_pairs.patient)) if r.test_pairs else 0,
@@ -442,13 +471,15 @@ def write_tables(summary: pd.DataFrame, records: list[RunRecord], grid: str, out
     summary.to_csv(paths["csv"], index=False, float_format="%.4f")
     cell_frame(records).to_csv(paths["cells"], index=False, float_format="%.4f")
     stale = bool(summary["stale"].any()) if len(summary) else False
-    notes = design_notes(summary, power_plan(summary, records), class_counts(records)) + ([STALE_NOTE] if stale else [])
+    cv = cv_notes(records)
+    notes = design_notes(summary, power_plan(summary, records), class_counts(records)) + cv + \
+        ([STALE_NOTE] if stale else [])
     evidence = "".join(f"\n**Evidence: {DATASET_LABELS.get(d, d)}**\n\n" + to_markdown(*evidence_layout(sub))
                        for d, sub in summary.groupby("dataset", sort=False))
     paths["md"].write_text(f"{caption}\n\n" + to_markdown(*layout(summary, grid)) + evidence + MD_LEGEND
                            + "".join(f"\n{n}\n" for n in notes))
     compared = summary[summary["n_paired"] > 0]
-    tex = to_latex(*layout(summary, grid), caption + (f" {STALE_NOTE}" if stale else ""))
+    tex = to_latex(*layout(summary, grid), caption + "".join(f" {n}" for n in cv) + (f" {STALE_NOTE}" if stale else ""))
     if len(compared):
         tex += "\n" + to_latex(*evidence_layout(compared, TEX_EVIDENCE), EFFECTS_CAPTION + " " + VERDICT_LEGEND)
     paths["tex"].write_text(tex)

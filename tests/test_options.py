@@ -34,6 +34,8 @@ EXAMPLES = {
     "slurm_gpus_per_task": ["--slurm-gpus-per-task", "2"], "slurm_cpus_per_task": ["--slurm-cpus-per-task", "4"],
     "slurm_folder": ["--slurm-folder", "{tmp}/jobs"], "rerun_stale": ["--rerun-stale"],
     "retry_failed": ["--retry-failed"],
+    "folds": ["--folds", "3", "--data", "lus=synthetic-lus:test_patients=0"],
+    "repeats": ["--folds", "3", "--repeats", "2", "--data", "lus=synthetic-lus:test_patients=0"],
 }
 FLAGGED = [f.name for f in flagged()]
 FIELDS = {f.name: f for f in fields(SweepOptions)}

@@ -244,7 +244,7 @@ def test_records_are_strict_json_with_folder_permissions(tmp_path, cache):
 
 @pytest.mark.parametrize("content, needle", [
     ("{not json", "is not valid JSON"),
-    ('{"schema": 1, "metrics": {}}', "has record schema 1, this code reads schema(s) 2, 3"),
+    ('{"schema": 1, "metrics": {}}', "has record schema 1, this code reads schema(s) 2, 3, 4"),
     ('{"schema": 2}', "lacks field(s)"),
     ("[]", "not a run record"),
 ])

@@ -27,7 +27,7 @@ from bench.data.pairs import (LABELS, PairRule, label_counts, make_pairs, pairs_
 from bench.data.readers import ClipWarning
 from bench.data.scans import DataError, Problem, apply_policy
 from bench.data.sources import check_spec, load_dataset, parse_spec, source_module, split_rule_options
-from bench.data.splits import evaluation_scans, split_patients
+from bench.data.splits import cell_splits, evaluation_scans
 
 THIN_TEST_PAIRS = 5   # fewer test pairs of a label than this: its F1 rests on a handful of pairs
 
@@ -68,30 +68,34 @@ def _summarise(report: DataReport, scans: pd.DataFrame, rule: PairRule) -> None:
     report.pairs = label_counts(make_pairs(scans, rule))
 
 
-def split_findings(scans: pd.DataFrame, rule: PairRule, seeds) -> tuple[str | None, str | None]:
-    """(why some seed's patient split cannot train and test the 3-way classifier, or None;
-    a warning when a label of the data has fewer than ``THIN_TEST_PAIRS`` test pairs in some
-    split, or None). Every sweep runs this before training, and check-data runs it too, so
-    both accept and refuse the same data. A label without test pairs is a warning, not an
-    error: the smoke preset's own 24-patient split (seed 0) has one."""
+def split_findings(scans: pd.DataFrame, rule: PairRule, seeds,
+                   folds: int | None = None) -> tuple[str | None, str | None]:
+    """(why some seed's patient split — or with ``folds``, some fold of some repeat — cannot
+    train and test the 3-way classifier, or None; a warning when a label of the data has fewer
+    than ``THIN_TEST_PAIRS`` test pairs in some split, or None). Every sweep runs this before
+    training, and check-data runs it too, so both accept and refuse the same data. A label
+    without test pairs is a warning, not an error: the smoke preset's own 24-patient split
+    (seed 0) has one."""
     pairs = make_pairs(scans, rule)
     present, thin = set(pairs["label"]), {}
-    for seed in seeds:
+    designs = [(seed, fold) for seed in seeds for fold in (range(folds) if folds else [None])]
+    for seed, fold in designs:
+        where = f"seed {seed}" if fold is None else f"repeat {seed}, fold {fold} of {folds}"
         try:
-            by_split = pairs_by_split(pairs, split_patients(scans, seed), len(scans))
+            by_split = pairs_by_split(pairs, cell_splits(scans, pairs, seed, fold, folds), len(scans))
         except ValueError as exc:
-            return f"seed {seed}: {exc}", None
+            return f"{where}: {exc}", None
         if problem := split_problem(by_split):
-            return f"seed {seed}: {problem}", None
+            return f"{where}: {problem}", None
         counts = np.bincount(by_split["test"]["label"], minlength=3)
         low = [f"{counts[i]} {LABELS[i]}" for i in sorted(present) if counts[i] < THIN_TEST_PAIRS]
         if low:
-            thin[seed] = ", ".join(low)
+            thin[where] = ", ".join(low)
     if not thin:
         return None, None
-    seed, low = next(iter(thin.items()))
-    return None, (f"thin test split: {len(thin)} of {len(seeds)} seed(s) have fewer than {THIN_TEST_PAIRS} test pairs "
-                  f"of a label (seed {seed}: {low}); their F1 rests on a handful of pairs (a label without test "
+    where, low = next(iter(thin.items()))
+    return None, (f"thin test split: {len(thin)} of {len(designs)} {'fold(s)' if folds else 'seed(s)'} have fewer than {THIN_TEST_PAIRS} test "
+                  f"pairs of a label ({where}: {low}); their F1 rests on a handful of pairs (a label without test "
                   "pairs counts as F1 0)")
 
 
