@@ -77,7 +77,11 @@ class Cell:
         return out
 
     def fingerprint(self) -> str:
-        return hashlib.sha1(json.dumps(self.settings(), sort_keys=True, default=str).encode()).hexdigest()[:8]
+        """8 hex digits of :meth:`settings`, less the preset's default number of seeds: it says
+        which cells a sweep runs, not what one computes (a preset that changes it keeps its cells)."""
+        identity = self.settings()
+        identity["preset"] = {k: v for k, v in identity["preset"].items() if k != "seeds"}
+        return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
     @property
     def run_id(self) -> str:

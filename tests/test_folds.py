@@ -81,7 +81,9 @@ def _cell(**kw):
 
 def test_a_cell_without_a_fold_keeps_its_identity_and_a_fold_is_part_of_it():
     plain = _cell()
-    assert plain.run_id == "smoke-lus-tsm_r18-cl-cos-s2-91248805"  # computed before folds existed
+    # Pinned: a new identity orphans every finished record, so it changes only on purpose (last: the
+    # preset's default seed count left the fingerprint; folds did not change it).
+    assert plain.run_id == "smoke-lus-tsm_r18-cl-cos-s2-d022eae3"
     assert "cv" not in plain.settings()
     folded = [_cell(fold=k, folds=3) for k in range(3)]
     assert len({c.run_id for c in folded} | {plain.run_id}) == 4

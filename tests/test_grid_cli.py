@@ -116,3 +116,19 @@ def test_fingerprint_covers_data_content_weights_and_numerics(tmp_path):
     assert with_weights != base
     os.utime(weights, ns=(1, 1))  # the same path, another file
     assert fp(pretrained={"tsm_r18": str(weights)}) != with_weights
+
+
+def test_a_presets_default_seed_count_is_not_part_of_a_cell():
+    """It decides which cells run, not what one computes: raising it keeps the finished cells."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from bench.presets import get_preset
+    from bench.runner import RunContext
+
+    def cell(preset):
+        ctx = RunContext(out_dir=Path("x"), preset=preset, device="cpu", data_keys={"lus": "k"})
+        return ctx.cell("table3", Row("lus", "tsm_r18", "cl"), 3)
+    smoke = get_preset("smoke")
+    assert cell(replace(smoke, seeds=9)).run_id == cell(smoke).run_id
+    assert cell(replace(smoke, epochs=3)).run_id != cell(smoke).run_id
