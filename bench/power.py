@@ -27,6 +27,18 @@ PLANNED_TEST_PATIENTS = 400
 FEW_PAIRS = 20  # a class with fewer test pairs than this makes its per-class F1, and macro-F1, jumpy
 
 
+def folds_of(records: list) -> int | None:
+    """K of cross-validated cells (as their records say, else the folds seen); None without folds."""
+    seen = {getattr(r, "fold", None) for r in records} - {None}
+    return (max(getattr(r, "folds", None) or 0 for r in records) or len(seen)) if seen else None
+
+
+def cv_extra_variance(folds: int | None) -> float:
+    """n_test / n_train of K-fold cross-validation (1/(K − 1)), the corrected t's extra
+    variance term (0 without folds: the seeds' test sets are independent draws)."""
+    return 1 / (folds - 1) if folds else 0.0
+
+
 def _test_pairs(rec):
     tp = rec.test_pairs
     return tp if rec.finished and tp and tp.true else None
@@ -65,7 +77,9 @@ def power_plan(summary: pd.DataFrame, records: list) -> pd.DataFrame:
     seeds needed for each target in :data:`TARGETS` at today's test size and at
     :data:`PLANNED_TEST_PATIENTS` test patients (sd² = training + test · today / planned).
     With one seed there is no seed-to-seed sd: the training part is unknown (NaN) and the
-    seeds needed count the test part alone, a lower bound (``lower_bound``)."""
+    seeds needed count the test part alone, a lower bound (``lower_bound``). Under
+    cross-validation the seeds are repeats of K folds, counted with the corrected t's variance,
+    and a larger test set is not an option (every patient is tested already: NaN)."""
     boot = joint_bootstrap(records)
     out = []
     for d, sub in summary.groupby("dataset", sort=False):
@@ -80,9 +94,12 @@ def power_plan(summary: pd.DataFrame, records: list) -> pd.DataFrame:
                 "mde_f1": float(eff["mde_f1"].iloc[0]) if len(eff) else np.nan, "sd_total": np.sqrt(total),
                 "sd_train": np.sqrt(train), "sd_test": np.sqrt(test), "test_patients": patients,
                 "lower_bound": not len(eff)}
+        folds = folds_of([r for r in records if r.dataset == d])
+        cv = {"per_seed": folds or 1, "extra_variance": cv_extra_variance(folds)}  # repeats of K folds
         for label, scale in (("now", 1.0), (str(PLANNED_TEST_PATIENTS), patients / PLANNED_TEST_PATIENTS)):
             for target in TARGETS:
-                line[f"seeds_{target}_{label}"] = seeds_needed(np.sqrt(np.nan_to_num(train) + test * scale), target)
+                line[f"seeds_{target}_{label}"] = np.nan if folds and label != "now" else \
+                    seeds_needed(np.sqrt(np.nan_to_num(train) + test * scale), target, **cv)
         out.append(line)
     return pd.DataFrame(out)
 

@@ -181,31 +181,40 @@ def verdict(lo: float, hi: float, paper_effect: float, n: int) -> str:
     return f"significant; same sign, {size} than the paper's"
 
 
-def minimal_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
-    """The smallest true mean difference a two-sided paired t-test on ``n`` seeds with
-    difference sd ``sd`` detects with probability ``power`` (noncentral t)."""
+def minimal_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8,
+                              extra_variance: float = 0.0) -> float:
+    """The smallest true mean difference a two-sided paired t-test on ``n`` differences with
+    sd ``sd`` detects with probability ``power`` (noncentral t). ``extra_variance``: as in
+    :func:`difference_effect` (cross-validation: the mean's variance is sd² · (1/n + it))."""
     if n < 2 or not np.isfinite(sd) or sd <= 0:
         return float("nan")
     df, crit = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
+    se = sd * np.sqrt(1 / n + extra_variance)
 
     def power_at(delta: float) -> float:
-        nc = delta * np.sqrt(n) / sd
+        nc = delta / se
         p = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
         return 1.0 if np.isnan(p) else p  # the noncentral t's tail is NaN where power is ~1
     return float(optimize.brentq(lambda x: power_at(x) - power, 1e-12 * sd, 1000 * sd))
 
 
-def seeds_needed(sd: float, target: float, n_max: int = 10_000) -> float:
+def seeds_needed(sd: float, target: float, n_max: int = 10_000, per_seed: int = 1,
+                 extra_variance: float = 0.0) -> float:
     """The fewest seeds whose :func:`minimal_detectable_effect` is at most ``target`` (NaN
-    without an sd, inf beyond ``n_max``): MDE falls with n, so bisect."""
+    without an sd, inf beyond ``n_max``): MDE falls with n, so bisect. Cross-validation:
+    ``per_seed`` = K differences per repeat and ``extra_variance`` = 1/(K − 1), whose floor
+    no number of repeats lowers."""
     if not np.isfinite(sd):
         return float("nan")
-    if sd == 0 or minimal_detectable_effect(sd, 2) <= target:
+
+    def mde(seeds: int) -> float:
+        return minimal_detectable_effect(sd, seeds * per_seed, extra_variance=extra_variance)
+    if sd == 0 or mde(2) <= target:
         return 2.0
-    if minimal_detectable_effect(sd, n_max) > target:
+    if mde(n_max) > target:
         return float("inf")
     lo, hi = 2, n_max  # MDE(lo) > target >= MDE(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if minimal_detectable_effect(sd, mid) <= target else (mid, hi)
+        lo, hi = (lo, mid) if mde(mid) <= target else (mid, hi)
     return float(hi)

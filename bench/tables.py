@@ -21,7 +21,8 @@ import pandas as pd
 from bench.grid import Row
 from bench import losses, similarity
 from bench.paper import published
-from bench.power import FEW_PAIRS, PLANNED_TEST_PATIENTS, TARGETS, class_counts, pooled_sd, power_plan
+from bench.power import (FEW_PAIRS, PLANNED_TEST_PATIENTS, TARGETS, class_counts, cv_extra_variance, folds_of,
+                         pooled_sd, power_plan)
 from bench.records import RunRecord
 from bench.grid import ANY, REFERENCE_LABELS, is_reference
 from bench.stats import (bootstrap_ci, corrected_paired_effect, cv_mean_ci, holm, mean_ci,
@@ -85,12 +86,6 @@ def _fold(rec: RunRecord):
     return getattr(rec, "fold", None)
 
 
-def _folds(recs: list[RunRecord]) -> int | None:
-    """K of cross-validated cells (as their records say, else the folds seen); None without folds."""
-    seen = {_fold(r) for r in recs} - {None}
-    return (max(getattr(r, "folds", None) or 0 for r in recs) or len(seen)) if seen else None
-
-
 def vs_mse(recs: list[RunRecord], base: list[RunRecord], metric: str) -> dict:
     """A row's paired effect against its MSE row (:mod:`bench.stats` keys). Records without a
     ``fold``: paired t over seeds. Records with one (repeated K-fold cross-validation, seed =
@@ -99,7 +94,7 @@ def vs_mse(recs: list[RunRecord], base: list[RunRecord], metric: str) -> dict:
     def by_key(rs):
         return {(r.seed, _fold(r)): r.metric(metric) for r in rs}
     a, b = by_key(recs), by_key(base)
-    folds = _folds(recs)
+    folds = folds_of(recs)
     if not folds:
         return paired_effect(a, b)
     keys = sorted(set(a) & set(b))
@@ -110,7 +105,7 @@ def _row_numbers(recs: list[RunRecord]) -> dict:
     """Mean, std and the 95 % t-interval of the mean of each metric over the row's cells. Cross-
     validated cells: the mean of each repeat's folds, then of the repeats; the std over all folds;
     the interval by the corrected resampled t (:func:`bench.stats.cv_mean_ci`)."""
-    line, folds = {}, _folds(recs)
+    line, folds = {}, folds_of(recs)
     for m in METRICS:
         vals = np.array([r.metric(m) for r in recs], dtype=float)
         line[f"{m}_mean"] = (vals.mean() if not folds else cv_mean_ci(vals, [r.seed for r in recs], folds)[0]) \
@@ -184,11 +179,12 @@ def summarize(records: list[RunRecord], rows: list[Row],
     summary.insert(summary.columns.get_loc("macro_f1_vs_mse_p_value") + 1, "macro_f1_vs_mse_p_holm",
                    holm(summary["macro_f1_vs_mse_p_value"]))
     summary["mde_f1"] = np.nan
-    for _, sub in summary.groupby("dataset", sort=False):
+    for d, sub in summary.groupby("dataset", sort=False):
         effects = sub.dropna(subset=["macro_f1_vs_mse_sd"])
         if len(effects):
+            folds = folds_of([r for r in records if r.dataset == d])
             summary.loc[effects.index, "mde_f1"] = minimal_detectable_effect(
-                pooled_sd(effects), int(effects["n_paired"].min()))
+                pooled_sd(effects), int(effects["n_paired"].min()), extra_variance=cv_extra_variance(folds))
     return summary
 
 
@@ -414,15 +410,16 @@ def cv_notes(records: list[RunRecord]) -> list[str]:
     lines = []
     for d in dict.fromkeys(r.dataset for r in records):
         recs = [r for r in records if r.dataset == d and r.finished]
-        if folds := _folds(recs):
+        if folds := folds_of(recs):
             repeats = len({r.seed for r in recs})
             lines.append(f"{DATASET_LABELS.get(d, d)}: patient-level {folds}-fold cross-validation, {repeats} "
                          f"repeat(s) (repeat r reshuffles the folds with seed r; every patient is tested once per "
                          f"repeat): a row's mean averages the folds of each repeat, then the repeats; ± std over "
                          f"all folds; n counts folds; its CI and ΔF1 vs MSE (paired by repeat and fold) use the "
                          f"corrected resampled t (Nadeau–Bengio; Bouckaert–Frank over repeats; test fraction "
-                         f"1/{folds}), since the folds' training sets overlap; the power figures do not correct "
-                         "for that overlap.")
+                         f"1/{folds}), since the folds' training sets overlap; so do the minimal detectable "
+                         "effect and the repeats needed, which more repeats cannot bring below about "
+                         f"2.8·sd/√{folds - 1}.")
     return lines
 
 

@@ -159,3 +159,19 @@ def test_one_seed_plans_from_the_test_part_alone_as_a_lower_bound():
     test = joint_bootstrap(recs)["test_var"].iloc[0]
     assert plan["lower_bound"] and np.isnan(plan["sd_train"]) and np.isnan(plan["mde_f1"]) and plan["n_seeds"] == 1
     assert plan["seeds_0.05_now"] == seeds_needed(np.sqrt(test), 0.05) > 2
+
+
+def test_cross_validation_power_counts_the_overlap_of_training_sets():
+    """K-fold differences are correlated: the MDE uses the corrected variance sd²(1/J + 1/(K−1)),
+    which more repeats cannot push below ~2.8·sd/√(K−1)."""
+    from bench.power import cv_extra_variance
+    sd, k = 0.06, 5
+    naive, corrected = minimal_detectable_effect(sd, 3 * k), minimal_detectable_effect(sd, 3 * k, extra_variance=1 / 4)
+    assert cv_extra_variance(k) == 1 / 4 and cv_extra_variance(None) == 0.0
+    assert corrected > 2 * naive  # the naive design would claim to see effects it cannot
+    floor = 2.8 * sd / np.sqrt(k - 1)
+    assert minimal_detectable_effect(sd, 500 * k, extra_variance=1 / 4) == pytest.approx(floor, rel=0.02)
+    assert np.isinf(seeds_needed(sd, 0.9 * floor, n_max=200, per_seed=k, extra_variance=1 / 4))
+    repeats = seeds_needed(sd, 1.5 * floor, per_seed=k, extra_variance=1 / 4)
+    mde = minimal_detectable_effect(sd, int(repeats) * k, extra_variance=1 / 4)
+    assert mde <= 1.5 * floor < minimal_detectable_effect(sd, (int(repeats) - 1) * k, extra_variance=1 / 4)
