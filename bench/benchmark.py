@@ -35,7 +35,7 @@ import backbones
 from bench import train  # train.train_step / train.ClipBatcher are looked up at call time (tests patch them)
 from bench.data import load_dataset
 from bench.files import DEFAULT_CACHE_DIR
-from bench.data.splits import split_patients
+from bench.data.splits import cohorts, evaluation_scans, split_patients
 from bench.data.store import DataStore
 from bench.losses import LossSpec
 from bench.presets import Preset
@@ -224,11 +224,13 @@ def run_benchmark(names: list[str], cfg: BenchConfig, device: torch.device) -> p
     return df
 
 
-def lus_cell_sizes(preset: Preset) -> tuple[int, int]:
-    """Training clips and all clips of a LUS cell at ``preset`` (seed 0's split): the size every
-    time-to-table estimate gives a cell's epochs and embedding."""
+def lus_cell_sizes(preset: Preset) -> tuple[int, int, int]:
+    """Clips a LUS cell at ``preset`` trains on, validates each epoch and embeds (its held-out
+    evaluation cohort too), from seed 0's split: the sizes every time-to-table estimate gives
+    a cell's epochs and embedding."""
     ds = load_dataset("synthetic-lus", **preset.data_defaults)
-    return len(split_patients(ds.scans, 0)["train"]), len(ds)
+    splits = split_patients(evaluation_scans(ds), 0)
+    return len(splits["train"]), len(splits["val"]), sum(len(c) for c in cohorts(ds))
 
 
 def flops_step_seconds(name: str, preset: Preset, tflops: float) -> float:
@@ -242,16 +244,17 @@ def step_seconds(rows: pd.DataFrame) -> dict[str, float]:
     return dict(zip(rows["backbone"], rows["step_ms"] / 1000))
 
 
-def epoch_and_embed_seconds(step: float, preset: Preset, n_train: int, n_clips: int) -> tuple[float, float]:
-    """A cell's pretraining epoch (train steps + validating the clips outside the train
-    split) and its embedding of every clip, from one training step's seconds; evaluating a
-    clip costs a third of training it (forward only)."""
+def epoch_and_embed_seconds(step: float, preset: Preset, n_train: int, n_val: int,
+                            n_embed: int) -> tuple[float, float]:
+    """A cell's pretraining epoch (train steps + validating the validation clips) and its
+    embedding of every clip it scores, from one training step's seconds; evaluating a clip
+    costs a third of training it (forward only)."""
     per_clip_eval = step / preset.batch_size / 3
-    return (n_train // preset.batch_size) * step + (n_clips - n_train) * per_clip_eval, n_clips * per_clip_eval
+    return (n_train // preset.batch_size) * step + n_val * per_clip_eval, n_embed * per_clip_eval
 
 
-def estimate_grid_seconds(step_s: dict[str, float], rows, seeds: int, preset: Preset, n_train: int,
-                          n_clips: int, overhead_s: float = 5.0, *, epoch_overhead_s: float = 0.0,
+def estimate_grid_seconds(step_s: dict[str, float], rows, seeds: int, preset: Preset, n_train: int, n_val: int,
+                          n_embed: int, overhead_s: float = 5.0, *, epoch_overhead_s: float = 0.0,
                           cell_extra_s: dict[str, float] | None = None) -> pd.DataFrame:
     """Wall time of a grid from each backbone's training step time (measured, or derived
     from FLOPs and an assumed MFU).
@@ -264,7 +267,7 @@ def estimate_grid_seconds(step_s: dict[str, float], rows, seeds: int, preset: Pr
     out = []
     for r in rows:
         step = step_s[r.backbone]
-        epoch, embed = epoch_and_embed_seconds(step, preset, n_train, n_clips)
+        epoch, embed = epoch_and_embed_seconds(step, preset, n_train, n_val, n_embed)
         extra = (cell_extra_s or {}).get(r.backbone, 0.0)
         cell = preset.epochs * (epoch + epoch_overhead_s) + embed + overhead_s + extra
         out.append({"backbone": r.backbone, "loss": r.loss, "sim": r.sim, "step_s": step, "cell_s": cell,

@@ -140,3 +140,19 @@ def test_measured_cell_peak_holds_the_presets_clips():
     from bench.benchmark import measure_cell_peak_bytes
     preset = get_preset("smoke")
     assert measure_cell_peak_bytes("tsm_r18", preset, torch.device("cpu")) > 0
+
+
+def test_a_cells_sizes_count_the_heldout_clips_it_embeds():
+    """Time-to-table charges a cell for embedding its held-out evaluation cohort, and each
+    epoch for validating the validation split only."""
+    from bench.benchmark import lus_cell_sizes
+    from bench.data.sources import load_dataset
+    from bench.data.splits import evaluation_scans
+    from bench.presets import get_preset
+    preset = get_preset("smoke")
+    n_train, n_val, n_embed = lus_cell_sizes(preset)
+    ds = load_dataset("synthetic-lus", **preset.data_defaults)
+    assert ds.heldout is not None and n_embed == len(evaluation_scans(ds)) == len(ds) + len(ds.heldout)
+    assert n_train + n_val < len(ds)  # the cohort's own test share is neither trained nor validated
+    unheld = lus_cell_sizes(get_preset("smoke").with_overrides(data_defaults={**preset.data_defaults, "test_patients": 0}))
+    assert unheld[2] == len(ds) and unheld[:2] == (n_train, n_val)
