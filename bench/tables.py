@@ -389,9 +389,10 @@ def design_notes(summary: pd.DataFrame, plan: pd.DataFrame, counts: pd.DataFrame
                  "80 % power at α = 0.05"] if len(eff) else []
         if d in plan.index:
             p, t, big = plan.loc[d], TARGETS[0], PLANNED_TEST_PATIENTS
+            bigger = "" if round(p["test_patients"]) >= big or np.isnan(p[f"seeds_{t}_{big}"]) else \
+                f", {seeds_text(p[f'seeds_{t}_{big}'], p['lower_bound'])} at {big}"
             parts.append(f"±{t} would take {seeds_text(p[f'seeds_{t}_now'], p['lower_bound'])} seeds at today's "
-                         f"{p['test_patients']:.0f} test patients, "
-                         f"{seeds_text(p[f'seeds_{t}_{big}'], p['lower_bound'])} at {big} (the report's power section)")
+                         f"{p['test_patients']:.0f} test patients{bigger} (the report's power section)")
         if parts:
             lines.append(f"{name}: " + "; ".join(parts) + "; smaller effects can hide behind \"no effect detected\" "
                          "and \"inconclusive\".")
