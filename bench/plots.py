@@ -17,11 +17,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.records import RecordError, load_embeddings  # noqa: E402
-from bench.distances import pairwise_distances  # noqa: E402
+from bench.distances import pairwise_distances, sampled_pairs  # noqa: E402
 from bench.tables import DATASET_LABELS, backbone_label, loss_label  # noqa: E402
 
 N_BINS = 5
 MIN_PAIRS = 10  # per loss and panel; fewer cannot show a distribution
+FIGURE_PAIRS = 20_000  # per cell, a seeded sample of its test-scan pairs (a 400-patient cohort has 1.2 M)
 
 
 def _num(v: float) -> str:
@@ -38,7 +39,7 @@ def _distances(records: list[dict], runs_dir: Path) -> pd.DataFrame:
             continue
         if emb is None or len(emb["u"]) < 2:
             continue
-        pw = pairwise_distances(emb)
+        pw = pairwise_distances(emb, *sampled_pairs(len(emb["u"]), FIGURE_PAIRS))
         frames.append(pd.DataFrame({"dataset": rec.dataset, "backbone": rec.backbone, "loss": loss_label(rec.row),
                                     "distance": pw["distance"], "delta": pw["delta"]}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -4,7 +4,8 @@ import pytest
 from scipy import stats
 
 from bench.grid import Row, grid_rows
-from bench.distances import distance_score_spearman
+from bench.distances import (distance_score_spearman, pairwise_distances, sampled_pairs, same_patient_pairs,
+                             spearman)
 from bench.records import RunRecord
 from bench.stats import bootstrap_ci, paired_effect
 from bench.tables import layout, summarize, to_latex, to_markdown, write_tables
@@ -180,6 +181,31 @@ def test_spearman_within_patient_pairs():
     assert distance_score_spearman(emb) == pytest.approx(1.0)
     emb["patient_id"] = np.array(["a", "b", "c", "d"])  # no same-patient pair
     assert np.isnan(distance_score_spearman(emb))
+
+
+def test_same_patient_pairs_are_exactly_the_masked_all_pairs_and_only_those():
+    # Shuffled patients with 1-5 scans each: the pairs formed are the same-patient ones of
+    # all n(n-1)/2, in the same (i, j) order, so the record's rho is unchanged bit for bit,
+    # while the work grows with the sum of visits² instead of n² (1.2 M pairs at 400 patients).
+    rng = np.random.default_rng(3)
+    pid = rng.permutation(np.repeat(np.arange(60), rng.integers(1, 6, 60)).astype(str))
+    i, j = same_patient_pairs(pid)
+    a, b = np.triu_indices(len(pid), k=1)
+    keep = pid[a] == pid[b]
+    np.testing.assert_array_equal(i, a[keep])
+    np.testing.assert_array_equal(j, b[keep])
+    emb = {"u": rng.normal(size=(len(pid), 16)), "score": rng.normal(size=len(pid)), "patient_id": pid}
+    everything = pairwise_distances(emb, a, b)
+    assert distance_score_spearman(emb) == spearman(everything["distance"][keep], everything["delta"][keep])
+    assert len(same_patient_pairs(np.array([], dtype=str))[0]) == 0
+
+
+def test_sampled_pairs_cap_the_figure_and_keep_small_sets_whole():
+    i, j = sampled_pairs(1520, 20_000, seed=0)  # a 400-patient held-out cohort's test scans
+    assert len(i) == 20_000 and (i < j).all() and j.max() < 1520
+    np.testing.assert_array_equal(i, sampled_pairs(1520, 20_000, seed=0)[0])  # seeded: the same figure
+    i, j = sampled_pairs(30, 20_000)
+    assert len(i) == 30 * 29 // 2  # fewer pairs than the cap: all of them
 
 
 def test_table3_with_two_backbones_falls_back_to_model_rows(tmp_path):
