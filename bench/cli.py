@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tomllib
@@ -20,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.files import DEFAULT_CACHE_DIR
-from bench.options import add_arguments, config_defaults, flagged, from_args
+from bench.options import add_arguments, config_defaults, config_fields, flagged, from_args
 from bench.options import csv_list as _csv  # the bench command's --backbones
 from bench.presets import PRESETS
 
@@ -109,6 +110,13 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _fail_sweep(args, message: str) -> int:
+    """A sweep's usage error; one about a value the ``--config`` file set names the file and key
+    (the user gave no such flag)."""
+    key = getattr(args, "config_keys", {}).get(message.split(" ", 1)[0])
+    return _fail(f"--config {args.config}, key {key}: {message}" if key else message)
+
+
 def load_config(path: str) -> dict:
     """A ``--config`` TOML as argparse defaults; one line naming a bad file, key or value."""
     try:
@@ -135,9 +143,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         for flag, other in (("seeds", "seed_list"), ("seed_list", "seeds")):  # a flag wins over the file
             if getattr(args, flag) is not None:
                 defaults.pop(other, None)
+        if args.epochs is not None and "overrides" in defaults:  # --epochs is the file's [set] epochs
+            defaults["overrides"] = [i for i in defaults["overrides"] if i.partition("=")[0] != "epochs"]
         sub = parser._subparsers._group_actions[0].choices[args.command]
         sub.set_defaults(**defaults)
         args = parser.parse_args(argv)
+        args.config_keys = {f.metadata["flag"]: key for key, f in config_fields().items()  # values the file set
+                            if f.name in defaults and getattr(args, f.name) is defaults[f.name]}
         appended = [f.name for f in flagged() if f.metadata.get("arg", {}).get("action") == "append"]
         for key in appended:  # an append action adds the file's items to the flags'
             given = getattr(args, key) or []
@@ -150,9 +162,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else list(argv))
-    if args.command is None:
-        build_parser().print_help()
-        return 2
     return COMMANDS[args.command](args)
 
 
@@ -171,7 +180,7 @@ def run_command(args) -> int:
         with clip_progress(console) as on_clip:
             plan = sweep.plan(options, decode=not args.tables_only, on_clip=on_clip)
     except sweep.UsageError as exc:
-        return _fail(str(exc))
+        return _fail_sweep(args, str(exc))
     except DataError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
@@ -296,7 +305,7 @@ def sensitivity_command(args) -> int:
         with clip_progress(console) as on_clip:
             plans = sweep.plan_study(from_args(args), args.knob, values, on_clip, decode=not args.tables_only)
     except sweep.UsageError as exc:
-        return _fail(str(exc))
+        return _fail_sweep(args, str(exc))
     except DataError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
@@ -447,8 +456,8 @@ def _bench_setup(args):
     check_range("--steps", args.steps, 1)
     check_range("--warmup", args.warmup, 0)
     check_range("--workers", args.workers, 0, cpu_cores(), "CPU cores here")
-    if args.peak_tflops is not None and not args.peak_tflops > 0:
-        raise UsageError(f"--peak-tflops {args.peak_tflops}: must be a number > 0 (TFLOP/s)")
+    if args.peak_tflops is not None and not 0 < args.peak_tflops < math.inf:
+        raise UsageError(f"--peak-tflops {args.peak_tflops}: must be a finite number > 0 (TFLOP/s)")
     check_device(args.device, 0)
     writable_dir("--out", Path(args.out), 2**20)
     writable_dir("--cache-dir", Path(args.cache_dir), 2**20)

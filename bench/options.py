@@ -322,6 +322,14 @@ def _check_value(o: SweepOptions, f: Field) -> None:
         check_range(flag, value, *(bounds(o) if callable(bounds) else bounds))
 
 
+def _check_overrides(o: SweepOptions) -> None:
+    """``--epochs`` is ``--set epochs``: both at once would silently drop one (a config file's
+    ``[set] epochs`` yields to the flag before this, as a file does to any flag)."""
+    if o.epochs is not None and "epochs" in o.overrides:
+        raise UsageError(f"--epochs {o.epochs} and --set epochs={o.overrides['epochs']} both choose the epochs: "
+                         "give one of them")
+
+
 def _check_cv(o: SweepOptions) -> None:
     """Under cross-validation the seeds are the repeats (repeat r: seed r), so --repeats is the
     one way to choose them, and it means nothing without --folds."""
@@ -346,7 +354,11 @@ def check_options(o: SweepOptions) -> None:
     if o.seeds is not None and o.seed_list is not None:
         raise UsageError(f"--seeds {o.seeds} and --seed-list {','.join(map(str, o.seed_list))} both choose the "
                          "seeds: give one of them")
+    _check_overrides(o)
     _check_cv(o)
+    for flag, path in (("--out", o.out), ("--cache-dir", o.cache_dir)):
+        if not str(path).strip():
+            raise UsageError(f"{flag} {str(path)!r}: give a folder")
     if o.jobs_per_gpu != 1 and not o.gpus:
         raise UsageError(f"--jobs-per-gpu {o.jobs_per_gpu} packs cells on GPUs: use it with --gpus N")
     if o.gpus and o.jobs > 1:

@@ -70,11 +70,16 @@ class SweepResult:
     unreadable: dict[str, str]
 
 
-def writable_dir(flag: str, path: Path, need_bytes: int) -> None:
-    """``path`` is (or can be made) a folder we can write, with ``need_bytes`` free."""
+def folder_path(flag: str, path: Path) -> None:
+    """``path`` is a folder or can become one: no part of it is a file."""
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise UsageError(f"{flag} {path}: {existing} is a file, not a folder")
+
+
+def writable_dir(flag: str, path: Path, need_bytes: int) -> None:
+    """``path`` is (or can be made) a folder we can write, with ``need_bytes`` free."""
+    folder_path(flag, path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
@@ -204,9 +209,11 @@ def plan(o: SweepOptions, *, decode: bool = True,
     ctx = RunContext(out_dir=Path(o.out) / (o.folder or o.grid), preset=preset, data_specs=dict(o.data),
                      pretrained=dict(o.pretrained), device=o.device, amp=o.amp, cache_dir=Path(o.cache_dir),
                      on_bad_input=o.on_bad_input, compile=o.compile, threads=o.threads_per_cell, folds=o.folds)
+    folder_path("--out", ctx.out_dir)
     if decode:
         need = max(cell_bytes(b, preset) for b in dict.fromkeys(r.backbone for r in rows) if b != ANY)
         writable_dir("--out", ctx.out_dir, need)
+        folder_path("--cache-dir", ctx.cache_dir)  # before any data is read (its size is checked below)
     store = DataStore()
     datasets = _data(o, rows, ctx, store)
     split_notes = _check_splits(datasets, seeds, o.folds)
@@ -349,7 +356,9 @@ SYNTHETIC = {"synthetic-lus", "synthetic-mri"}
 def parse_values(knob: str, text: str) -> list:
     if knob not in KNOBS:
         raise UsageError(f"unknown knob {knob!r}; valid: {', '.join(KNOBS)}")
-    items = [v for v in text.split(",") if v.strip()]
+    items = text.split(",")
+    if not all(v.strip() for v in items):
+        raise UsageError(f"--values {text!r}: an empty value; give {knob} values comma separated, e.g. 0,0.5,1")
     try:
         values = [KNOBS[knob](v) for v in items]
     except ValueError:

@@ -98,6 +98,17 @@ def test_each_option_round_trips_through_config_toml(name, tmp_path, monkeypatch
         assert getattr(reread, name) == getattr(given, name)  # also where the cells do not show it (amp on a CPU)
 
 
+def test_a_flag_wins_over_the_config_files_epochs_and_seeds(tmp_path):
+    """A written config.toml holds the resolved preset ([set] epochs) and the seed list:
+    --epochs / --seeds given beside it choose, as any flag does over the file."""
+    first = sweep.plan(from_args(parse(_base(tmp_path) + ["--seeds", "3"])), decode=False)
+    path = write_config(first, tmp_path / "config.toml")
+    again = from_args(parse(["--config", str(path), "--epochs", "1", "--seeds", "2", "--out", str(tmp_path / "out")]))
+    plan = sweep.plan(again, decode=False)
+    assert plan.ctx.preset.epochs == 1 and plan.seeds == [0, 1] and "epochs" not in again.overrides
+    assert plan.ctx.preset.lr == first.ctx.preset.lr  # the file's other settings still hold
+
+
 @pytest.mark.parametrize("name", [f.name for f in flagged() if "executor" in f.metadata])
 def test_an_executors_option_with_another_executor_is_one_line(name, tmp_path, usage_error):
     other = "ray" if FIELDS[name].metadata["executor"] != "ray" else "submitit"
