@@ -151,9 +151,8 @@ class _Rendered:
 
 def warm_cache_command(args) -> int:
     """Decode the LUS clips of the preset (its held-out evaluation cohort too) into the cache
-    with all cores (the CLI decodes them on one core: the 718 training and 1,520 held-out paper-size clips
-    take about 90 + 190 s),
-    so later parts only read them."""
+    with all cores, so later parts only read them (the CLI decodes them on one core: the 718
+    training and 1,520 held-out paper-size clips take about 90 + 190 s)."""
     from bench.data.cache import cache_path, load_clips
     from bench.data.sources import DEFAULT_SOURCES
     from bench.data.splits import cohorts
