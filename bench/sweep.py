@@ -209,11 +209,12 @@ def plan(o: SweepOptions, *, decode: bool = True,
     ctx = RunContext(out_dir=Path(o.out) / (o.folder or o.grid), preset=preset, data_specs=dict(o.data),
                      pretrained=dict(o.pretrained), device=o.device, amp=o.amp, cache_dir=Path(o.cache_dir),
                      on_bad_input=o.on_bad_input, compile=o.compile, threads=o.threads_per_cell, folds=o.folds)
-    folder_path("--out", ctx.out_dir)
     if decode:
         need = max(cell_bytes(b, preset) for b in dict.fromkeys(r.backbone for r in rows) if b != ANY)
         writable_dir("--out", ctx.out_dir, need)
         folder_path("--cache-dir", ctx.cache_dir)  # before any data is read (its size is checked below)
+    else:  # --tables-only writes tables only: the folder must not be a file
+        folder_path("--out", ctx.out_dir)
     store = DataStore()
     datasets = _data(o, rows, ctx, store)
     split_notes = _check_splits(datasets, seeds, o.folds)
