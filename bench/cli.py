@@ -445,7 +445,7 @@ def _bench_setup(args):
     from bench.benchmark import BenchConfig
     from bench.devices import resolve_device
     from bench.grid import validate_axis
-    from bench.limits import cpu_cores
+    from bench.limits import MAX_STEPS, cpu_cores
     from bench.presets import get_preset
     from bench.options import UsageError, check_device, check_range
     from bench.sweep import writable_dir
@@ -453,8 +453,8 @@ def _bench_setup(args):
     if not args.backbones:
         raise UsageError("--backbones is empty: give at least one name")
     preset = get_preset(args.preset)
-    check_range("--steps", args.steps, 1)
-    check_range("--warmup", args.warmup, 0)
+    check_range("--steps", args.steps, 1, MAX_STEPS, "timed steps")
+    check_range("--warmup", args.warmup, 0, MAX_STEPS, "untimed steps")
     check_range("--workers", args.workers, 0, cpu_cores(), "CPU cores here")
     if args.peak_tflops is not None and not 0 < args.peak_tflops < math.inf:
         raise UsageError(f"--peak-tflops {args.peak_tflops}: must be a finite number > 0 (TFLOP/s)")

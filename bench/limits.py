@@ -15,6 +15,23 @@ MAX_SEEDS = 1000            # seeds of one sweep
 MAX_SEED = 2**31 - 1        # a seed value (numpy, torch and the split generator all take it)
 MAX_PATIENTS = 20_000       # synthetic cohorts: about 100 x the paper's
 MAX_REMOTE_THREADS = 256    # torch threads of a cell run by Ray or SLURM (not this machine's)
+MAX_EPOCHS = 10_000         # pretraining or classifier epochs (the paper trains 100)
+MAX_STEPS = 100_000         # timed steps of one ``bench`` measurement
+# Upper bounds of the preset settings (``--set``, a config file's [set], ``--epochs``): past them
+# a cell does not fail, it runs for weeks or asks for more memory than any machine has. The
+# presets module says what a setting must be to make sense; this says what size is refused.
+SETTING_MAX = {"epochs": (MAX_EPOCHS, "epochs"), "ds_epochs": (MAX_EPOCHS, "epochs"),
+               "batch_size": (4096, "clips per batch"), "ds_batch_size": (4096, "pairs per batch"),
+               "head_hidden": (65_536, "units"), "ds_hidden": (65_536, "units"),
+               "frames": (256, "frames per clip"), "cache_frames": (256, "frames per clip"),
+               "seeds": (MAX_SEEDS, "seeds of one sweep"), "oracle_patients": (MAX_PATIENTS, "patients")}
+
+
+def setting_problems(settings: dict) -> list[str]:
+    """One line per setting above its :data:`SETTING_MAX`, e.g. ``setting epochs=100000: must be
+    at most 10000 (epochs), got 100000``."""
+    return [f"setting {key}={settings[key]}: {problem}" for key, (hi, why) in SETTING_MAX.items()
+            if (problem := range_problem(settings[key], hi=hi, why=why))]
 
 
 def cpu_cores() -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.files import DEFAULT_CACHE_DIR
 from bench.grid import GRIDS
-from bench.limits import MAX_REMOTE_THREADS, MAX_SEED, MAX_SEEDS, cpu_cores, range_problem
+from bench.limits import MAX_EPOCHS, MAX_REMOTE_THREADS, MAX_SEED, MAX_SEEDS, cpu_cores, range_problem
 from bench.presets import PRESETS, SETTABLE
 
 
@@ -155,7 +155,7 @@ class SweepOptions:
     on_bad_input: str = option("fail", "--on-bad-input", "fail listing every bad row (default), or drop bad rows and "
                                "report them", arg={"choices": ("fail", "skip")}, toml=str)
     epochs: int | None = option(None, "--epochs", "the preset's pretraining epochs (same as --set epochs=N)",
-                                arg={"type": int}, range=(1,))  # config.toml has it in [set]
+                                arg={"type": int}, range=(1, MAX_EPOCHS, "epochs"))  # config.toml has it in [set]
     references: bool = option(True, "--no-references", "leave out the majority / untrained / oracle reference rows",
                               arg={"action": "store_false"}, toml=bool)
     out: str | Path = option("results", "--out", "results root (default results/)")

@@ -27,7 +27,7 @@ from bench.data.scans import DataError, LongitudinalDataset
 from bench.data.store import DataStore
 from bench.cell import Cell
 from bench.grid import GRIDS, Row, grid_rows, select, validate_axis
-from bench.limits import cpu_cores
+from bench.limits import cpu_cores, setting_problems
 from bench.options import SweepOptions, UsageError, check_options
 from bench.presets import Preset, resolve
 from bench.records import RecordError, RunRecord, read_record
@@ -195,6 +195,8 @@ def plan(o: SweepOptions, *, decode: bool = True,
             check_spec(spec)
     except (KeyError, ValueError, PluginError) as exc:
         raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
+    if too_big := setting_problems(preset.to_dict()):
+        raise UsageError(too_big[0])
     check_datasets(o.datasets, o.data)
     for name, path in o.pretrained.items():
         if not Path(path).exists():

@@ -36,6 +36,13 @@ RUN = [
     (["--set", "img_size=1"], "setting img_size=1: must be at least 16, got 1"),
     (["--set", "img_size=5000"], "setting img_size=5000: must be at most 1024, got 5000"),
     (["--set", "lr=nan"], "setting lr=nan: must be a finite number"),
+    (["--epochs", "20000"], "--epochs must be at most 10000 (epochs), got 20000"),
+    (["--set", "epochs=100000000"], "setting epochs=100000000: must be at most 10000 (epochs), got 100000000"),
+    (["--set", "ds_epochs=20000"], "setting ds_epochs=20000: must be at most 10000 (epochs), got 20000"),
+    (["--set", "batch_size=1000000"], "setting batch_size=1000000: must be at most 4096 (clips per batch)"),
+    (["--set", "head_hidden=10000000"], "setting head_hidden=10000000: must be at most 65536 (units)"),
+    (["--set", "seeds=5000"], "setting seeds=5000: must be at most 1000 (seeds of one sweep), got 5000"),
+    (["--set", "oracle_patients=1000000"], "setting oracle_patients=1000000: must be at most 20000 (patients)"),
     (["--set", "lr=inf"], "setting lr=inf: must be a finite number"),
     (["--set", "lam=nan"], "setting lam=nan: must be a finite number"),
     (["--set", "ds_lr=-inf"], "setting ds_lr=-inf: must be a finite number"),
@@ -76,12 +83,15 @@ CONFIGS = [
     ("seeds = 2\nseed_list = [5]\n", "both choose the seeds"),
     ("seed_list = [0, 0]\n", "c.toml, key seed_list: --seed-list repeats seed(s) 0"),  # named by file and key
     ("[set]\nlr = nan\n", "setting lr=nan: must be a finite number"),
+    ("[set]\nepochs = 100000\n", "setting epochs=100000: must be at most 10000 (epochs), got 100000"),
 ]
 # (full argv, needle): the other subcommands
 OTHER = [
     (["bench", "--steps", "0", "--warmup", "0"], "--steps must be at least 1, got 0"),
     (["bench", "--steps", "-1"], "--steps must be at least 1, got -1"),
     (["bench", "--warmup", "-1"], "--warmup must be at least 0, got -1"),
+    (["bench", "--steps", "10000000"], "--steps must be at most 100000 (timed steps), got 10000000"),
+    (["bench", "--warmup", "10000000"], "--warmup must be at most 100000 (untimed steps), got 10000000"),
     (["bench", "--workers", "-1"], "--workers must be at least 0, got -1"),
     (["bench", "--peak-tflops", "0"], "--peak-tflops 0.0: must be a finite number > 0"),
     (["bench", "--peak-tflops", "inf"], "--peak-tflops inf: must be a finite number > 0"),
