@@ -8,7 +8,10 @@ so resampling test patients jointly for both (:func:`bench.stats.paired_bootstra
 gives the variance of their ΔF1 due to the test sample alone. The mean of that over cells is
 the test-sampling component; the seed-to-seed variance minus it (floored at 0) the training
 component. More seeds shrink both; a larger test set (m× the patients) only the second
-(test variance / m).
+(test variance / m). Where every seed is scored on the same held-out cohort (synthetic
+sources), part of the test sampling is shared by all seeds — the seeds' spread cannot show it
+and no number of seeds lowers it — and :func:`shared_cohort_variance` measures it (one draw of
+the cohort's patients for every seed); the tables add it to their intervals.
 
 The functions take run records (:class:`bench.records.RunRecord`) and read only their
 row, seed, status and scored test pairs.
@@ -20,7 +23,7 @@ import pandas as pd
 
 from bench.data.pairs import LABELS
 from bench.grid import is_reference
-from bench.stats import paired_bootstrap_var, seeds_needed
+from bench.stats import cluster_bootstrap, paired_bootstrap_var, seeds_needed, shared_variance
 
 TARGETS = (0.05, 0.03)
 PLANNED_TEST_PATIENTS = 400
@@ -66,20 +69,49 @@ def joint_bootstrap(records: list) -> pd.DataFrame:
                                       "test_patients"])
 
 
+def shared_cohort_variance(recs: list, metric: str, base: list | None = None) -> float:
+    """The variance of a row's mean ``metric`` over seeds (with ``base``: of its difference to
+    ``base`` paired by seed) that comes from a test cohort every seed was scored on — a synthetic
+    source's held-out cohort — and that the seeds' spread cannot show
+    (:func:`bench.stats.shared_variance`). 0 where the seeds' test pairs differ (each seed its own
+    test split: their spread already holds the test sampling) or fewer than two seeds score."""
+    rows = {(r.seed, getattr(r, "fold", None)): r for r in recs if _test_pairs(r)}
+    bases = {(r.seed, getattr(r, "fold", None)): r for r in base or [] if _test_pairs(r)}
+    seeds = sorted(set(rows) & set(bases)) if base is not None else sorted(rows)
+    cells = [rows[s] for s in seeds] + [bases[s] for s in seeds if base is not None]
+    if len(seeds) < 2:
+        return 0.0
+    first = cells[0].test_pairs
+    if any(list(c.test_pairs.patient) != list(first.patient) or list(c.test_pairs.true) != list(first.true)
+           for c in cells[1:]):
+        return 0.0
+    reps = cluster_bootstrap(first.true, [c.test_pairs.pred for c in cells], metric, first.patient)
+    return shared_variance(reps[:len(seeds)] - reps[len(seeds):] if base is not None else reps)
+
+
 def pooled_sd(effects: pd.DataFrame) -> float:
     """Root mean square of the rows' paired sds of ΔF1 over seeds: a dataset's seed-to-seed spread."""
     return float(np.sqrt(np.mean(effects["macro_f1_vs_mse_sd"] ** 2)))
+
+
+def shared_part(effects: pd.DataFrame) -> float:
+    """The rows' mean shared-cohort variance of ΔF1 (:func:`shared_cohort_variance`; 0 without one)."""
+    col = effects.get("macro_f1_vs_mse_shared_var")
+    return float(np.nan_to_num(col).mean()) if col is not None and len(col) else 0.0
 
 
 def power_plan(summary: pd.DataFrame, records: list) -> pd.DataFrame:
     """One line per dataset with paired cells: seeds run, MDE at those seeds (from the
     summary), the sd of ΔF1 over seeds and its training / test-sampling components, and the
     seeds needed for each target in :data:`TARGETS` at today's test size and at
-    :data:`PLANNED_TEST_PATIENTS` test patients (sd² = training + test · today / planned).
-    With one seed there is no seed-to-seed sd: the training part is unknown (NaN) and the
-    seeds needed count the test part alone, a lower bound (``lower_bound``). Under
-    cross-validation the seeds are repeats of K folds, counted with the corrected t's variance,
-    and a larger test set is not an option (every patient is tested already: NaN)."""
+    :data:`PLANNED_TEST_PATIENTS` test patients (the test parts scale as today / planned).
+    Where every seed is scored on one shared cohort, the per-seed test variance splits into a
+    part that differs by seed (inside the seeds' spread) and a shared part (``sd_shared``) that
+    no number of seeds lowers. With one seed there is no seed-to-seed sd: the training part is
+    unknown (NaN) and the seeds needed count the test part alone, a lower bound
+    (``lower_bound``). Under cross-validation the seeds are repeats of K folds, counted with the
+    corrected t's variance, and a larger test set is not an option (every patient is tested
+    already: NaN)."""
     boot = joint_bootstrap(records)
     out = []
     for d, sub in summary.groupby("dataset", sort=False):
@@ -87,19 +119,20 @@ def power_plan(summary: pd.DataFrame, records: list) -> pd.DataFrame:
         if not len(cells):
             continue
         total = pooled_sd(eff) ** 2 if len(eff) else np.nan
-        test = float(cells["test_var"].mean())
-        train = max(total - test, 0.0) if len(eff) else np.nan
+        test, shared = float(cells["test_var"].mean()), shared_part(eff)
+        per_seed_test = max(test - shared, 0.0)
+        train = max(total - per_seed_test, 0.0) if len(eff) else np.nan
         patients = float(cells["test_patients"].mean())
         line = {"dataset": d, "n_seeds": int(eff["n_paired"].min()) if len(eff) else cells["seed"].nunique(),
                 "mde_f1": float(eff["mde_f1"].iloc[0]) if len(eff) else np.nan, "sd_total": np.sqrt(total),
-                "sd_train": np.sqrt(train), "sd_test": np.sqrt(test), "test_patients": patients,
-                "lower_bound": not len(eff)}
+                "sd_train": np.sqrt(train), "sd_test": np.sqrt(test), "sd_shared": np.sqrt(shared),
+                "test_patients": patients, "lower_bound": not len(eff)}
         folds = folds_of([r for r in records if r.dataset == d])
         cv = {"per_seed": folds or 1, "extra_variance": cv_extra_variance(folds)}  # repeats of K folds
         for label, scale in (("now", 1.0), (str(PLANNED_TEST_PATIENTS), patients / PLANNED_TEST_PATIENTS)):
             for target in TARGETS:
-                line[f"seeds_{target}_{label}"] = np.nan if folds and label != "now" else \
-                    seeds_needed(np.sqrt(np.nan_to_num(train) + test * scale), target, **cv)
+                line[f"seeds_{target}_{label}"] = np.nan if folds and label != "now" else seeds_needed(
+                    np.sqrt(np.nan_to_num(train) + per_seed_test * scale), target, shared_var=shared * scale, **cv)
         out.append(line)
     return pd.DataFrame(out)
 

@@ -61,13 +61,13 @@ def _power_lines(plan: pd.DataFrame, counts: pd.DataFrame) -> list[str]:
         return ["No method cell shares its test pairs with an MSE cell of the same seed: nothing to plan from."]
     big = PLANNED_TEST_PATIENTS
     head = ["Dataset", "Seeds run", "Test patients", "MDE at these seeds", "sd of ΔF1 over seeds",
-            "training sd", "test-sampling sd"] + [f"seeds for ±{t}" for t in TARGETS] + \
+            "training sd", "test-sampling sd", "of it shared by all seeds"] + [f"seeds for ±{t}" for t in TARGETS] + \
         [f"seeds for ±{t} at {big} test patients" for t in TARGETS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, p in plan.iterrows():
         cells = [DATASET_LABELS.get(p["dataset"], p["dataset"]), str(p["n_seeds"]), f"{p['test_patients']:.0f}",
                  "–" if pd.isna(p["mde_f1"]) else f"±{p['mde_f1']:.3f}", number(p["sd_total"]), number(p["sd_train"]),
-                 number(p["sd_test"])]
+                 number(p["sd_test"]), number(p["sd_shared"])]
         cells += [seeds_text(p[f"seeds_{t}_{label}"], p["lower_bound"]) for label in ("now", str(big)) for t in TARGETS]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| Dataset | Class | Test pairs per seed (min) | (mean) | Seeds | Note |",
@@ -85,9 +85,12 @@ def _power_section(summary: pd.DataFrame, records: list[RunRecord]) -> list[str]
             "from the pooled seed-to-seed sd of ΔF1. That sd splits into training randomness and test-set "
             "sampling: the latter is the joint bootstrap variance of ΔF1 over test patients (a method cell and "
             "its MSE cell of the same seed share the test pairs; both resampled with the same patients), "
-            "averaged over cells; the former is the rest (floored at 0). More seeds shrink both; a larger test "
-            f"set only the test part (its variance × today's / {PLANNED_TEST_PATIENTS} test patients). Seeds "
-            "needed = the fewest seeds whose MDE is at most the target, with sd² = training + test part; "
+            "averaged over cells; the former is the rest (floored at 0). Where every seed is scored on one "
+            "held-out cohort, part of the test sampling is shared by all seeds (one draw of the cohort's "
+            "patients for every seed measures it): the seeds' spread does not hold it, no number of seeds "
+            "lowers it, and the intervals and the MDE add it. More seeds shrink the rest; a larger test "
+            f"set only the test parts (their variance × today's / {PLANNED_TEST_PATIENTS} test patients). Seeds "
+            "needed = the fewest seeds whose MDE is at most the target; "
             "\"≥ n\" where one seed leaves the training part unknown (the test part alone: a lower bound).", "",
             *_power_lines(power_plan(summary, records), class_counts(records))]
 

@@ -1,7 +1,10 @@
 """Statistics of the quantities a reader compares.
 
 * a row's mean over seeds with a Student-t 95 % interval (each seed is a new patient split
-  and a new initialisation, so this interval holds both sources of variation);
+  and a new initialisation, so this interval holds both sources of variation); where every
+  seed is scored on one shared test cohort (a synthetic source's held-out cohort), the
+  seeds' spread cannot show how that cohort's draw moves the mean, so its variance (a
+  bootstrap of the cohort's patients, one draw for every seed) is added;
 * a row's paired effect against the MSE row of the same backbone and dataset (same seed =
   same split and same initial weights): mean difference, its 95 % t-interval, the paired
   t-test, and the probability of improvement P(row > MSE) over seeds (Bouthillier et al.,
@@ -73,23 +76,52 @@ def confusion_metric(cm: np.ndarray, metric: str) -> np.ndarray:
     raise ValueError(f"no bootstrap for metric {metric!r}")
 
 
-def mean_ci(values, level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean of ``values`` (NaNs dropped); NaN below two values."""
+def mean_ci(values, level: float = 0.95, shared_var: float = 0.0) -> tuple[float, float]:
+    """Student-t interval of the mean of ``values`` (NaNs dropped); NaN below two values.
+    ``shared_var``: variance the mean has beyond the values' spread (a test cohort every value
+    was scored on, :func:`shared_variance`), added to the squared standard error."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if len(v) < 2:
         return float("nan"), float("nan")
-    if np.all(v == v[0]):
-        return float(v[0]), float(v[0])
-    lo, hi = stats.t.interval(level, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
-    return float(lo), float(hi)
+    lo, hi, _, _ = _interval(float(v.mean()), float(v.var(ddof=1)) / len(v), len(v) - 1, shared_var, level)
+    return lo, hi
 
 
-def paired_effect(row: dict, base: dict, level: float = 0.95) -> dict:
+def _interval(mean: float, spread_var: float, df: int, shared_var: float, level: float):
+    """(lo, hi, se, df) of a t-interval whose squared standard error is ``spread_var`` (estimated
+    on ``df`` degrees of freedom) + ``shared_var`` (taken as known: a bootstrap over hundreds of
+    patients), with Welch–Satterthwaite's degrees of freedom for the sum. No variance at all: the
+    point itself."""
+    se2 = spread_var + shared_var
+    if se2 <= 0:
+        return mean, mean, 0.0, df
+    df = se2 ** 2 / (spread_var ** 2 / df) if spread_var > 0 else np.inf
+    lo, hi = stats.t.interval(level, df, loc=mean, scale=np.sqrt(se2))
+    return float(lo), float(hi), float(np.sqrt(se2)), df
+
+
+def shared_variance(replicates) -> float:
+    """The variance that a test cohort shared by every seed adds to a mean over the seeds, which
+    the seeds' own spread cannot show. ``replicates``: ``[seeds, n_boot]`` bootstrap replicates
+    of a per-seed number, each replicate one draw of test patients used for every seed
+    (:func:`cluster_bootstrap`). A seed's number moves with the test sample by T = σ_c² + σ_s²
+    (σ_c: the part every seed shares, e.g. patients every model finds hard; σ_s: the part that
+    differs by seed, which the seeds' spread already holds); the mean of n seeds moves by
+    V = σ_c² + σ_s² / n; so σ_c² = V − (T − V) / (n − 1), floored at 0."""
+    r = np.asarray(replicates, dtype=float)
+    if r.shape[0] < 2:
+        return float("nan")
+    per_seed = float(np.mean(np.var(r, axis=1, ddof=1)))
+    of_mean = float(np.var(r.mean(axis=0), ddof=1))
+    return max(of_mean - (per_seed - of_mean) / (r.shape[0] - 1), 0.0)
+
+
+def paired_effect(row: dict, base: dict, level: float = 0.95, shared_var: float = 0.0) -> dict:
     """``row - base`` over the keys (seeds) both have, as :func:`difference_effect` with the
-    paired t-test (``scipy.stats.ttest_rel``'s interval and p)."""
+    paired t-test (``scipy.stats.ttest_rel``'s interval and p; ``shared_var`` as there)."""
     keys = sorted(set(row) & set(base))
-    return difference_effect([row[k] - base[k] for k in keys], 0.0, level)
+    return difference_effect([row[k] - base[k] for k in keys], 0.0, level, shared_var)
 
 
 def corrected_paired_effect(diffs, test_fraction: float | None = None, level: float = 0.95) -> dict:
@@ -126,21 +158,22 @@ def cv_mean_ci(values, repeats, folds: int, level: float = 0.95) -> tuple[float,
     return mean, float(lo), float(hi)
 
 
-def difference_effect(diffs, extra_variance: float, level: float = 0.95) -> dict:
+def difference_effect(diffs, extra_variance: float, level: float = 0.95, shared_var: float = 0.0) -> dict:
     """n, mean, sd of the differences, the t-interval and two-sided p of their mean with
-    variance sd² · (1/n + ``extra_variance``) on n − 1 df (0: the paired t-test), and P(row >
-    base) (the share of differences above 0, a tie counting half)."""
+    variance sd² · (1/n + ``extra_variance``) on n − 1 df (0: the paired t-test) plus
+    ``shared_var`` (a test cohort every difference was scored on, :func:`shared_variance`; the
+    df then by Welch–Satterthwaite), and P(row > base) (the share of differences above 0, a tie
+    counting half)."""
     d = np.asarray(diffs, dtype=float)
     nan = float("nan")
     out = {"n": len(d), "mean": float(d.mean()) if len(d) else nan,
            "sd": float(d.std(ddof=1)) if len(d) > 1 else nan, "lo": nan, "hi": nan, "p_value": nan,
-           "p_improve": float(np.mean((d > 0) + 0.5 * (d == 0))) if len(d) else nan}
-    if len(d) > 1 and np.any(d != d[0]):
-        se = out["sd"] * np.sqrt(1 / len(d) + extra_variance)
-        out["p_value"] = float(2 * stats.t.sf(abs(out["mean"]) / se, len(d) - 1))
-        out["lo"], out["hi"] = (float(x) for x in stats.t.interval(level, len(d) - 1, loc=out["mean"], scale=se))
-    elif len(d) > 1:  # every split the same difference: the interval is that point
-        out["lo"] = out["hi"] = float(d[0])
+           "p_improve": float(np.mean((d > 0) + 0.5 * (d == 0))) if len(d) else nan, "shared_var": shared_var}
+    if len(d) > 1:
+        spread = out["sd"] ** 2 * (1 / len(d) + extra_variance)
+        out["lo"], out["hi"], se, df = _interval(out["mean"], spread, len(d) - 1, shared_var, level)
+        if se > 0:
+            out["p_value"] = float(2 * stats.t.sf(abs(out["mean"]) / se, df))
     return out
 
 
@@ -182,33 +215,34 @@ def verdict(lo: float, hi: float, paper_effect: float, n: int) -> str:
 
 
 def minimal_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8,
-                              extra_variance: float = 0.0) -> float:
+                              extra_variance: float = 0.0, shared_var: float = 0.0) -> float:
     """The smallest true mean difference a two-sided paired t-test on ``n`` differences with
-    sd ``sd`` detects with probability ``power`` (noncentral t). ``extra_variance``: as in
-    :func:`difference_effect` (cross-validation: the mean's variance is sd² · (1/n + it))."""
+    sd ``sd`` detects with probability ``power`` (noncentral t on n − 1 df). ``extra_variance``
+    and ``shared_var``: as in :func:`difference_effect` (the mean's variance is
+    sd² · (1/n + extra_variance) + shared_var)."""
     if n < 2 or not np.isfinite(sd) or sd <= 0:
         return float("nan")
     df, crit = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
-    se = sd * np.sqrt(1 / n + extra_variance)
+    se = np.sqrt(sd ** 2 * (1 / n + extra_variance) + shared_var)
 
     def power_at(delta: float) -> float:
         nc = delta / se
         p = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
         return 1.0 if np.isnan(p) else p  # the noncentral t's tail is NaN where power is ~1
-    return float(optimize.brentq(lambda x: power_at(x) - power, 1e-12 * sd, 1000 * sd))
+    return float(optimize.brentq(lambda x: power_at(x) - power, 1e-12 * se, 1000 * se))
 
 
 def seeds_needed(sd: float, target: float, n_max: int = 10_000, per_seed: int = 1,
-                 extra_variance: float = 0.0) -> float:
+                 extra_variance: float = 0.0, shared_var: float = 0.0) -> float:
     """The fewest seeds whose :func:`minimal_detectable_effect` is at most ``target`` (NaN
     without an sd, inf beyond ``n_max``): MDE falls with n, so bisect. Cross-validation:
     ``per_seed`` = K differences per repeat and ``extra_variance`` = 1/(K − 1), whose floor
-    no number of repeats lowers."""
+    no number of repeats lowers; nor do they lower ``shared_var`` (a shared test cohort's)."""
     if not np.isfinite(sd):
         return float("nan")
 
     def mde(seeds: int) -> float:
-        return minimal_detectable_effect(sd, seeds * per_seed, extra_variance=extra_variance)
+        return minimal_detectable_effect(sd, seeds * per_seed, extra_variance=extra_variance, shared_var=shared_var)
     if sd == 0 or mde(2) <= target:
         return 2.0
     if mde(n_max) > target:

@@ -22,7 +22,7 @@ from bench.grid import Row
 from bench import losses, similarity
 from bench.paper import published
 from bench.power import (FEW_PAIRS, PLANNED_TEST_PATIENTS, TARGETS, class_counts, cv_extra_variance, folds_of,
-                         pooled_sd, power_plan)
+                         pooled_sd, power_plan, shared_cohort_variance, shared_part)
 from bench.records import RunRecord
 from bench.grid import ANY, REFERENCE_LABELS, is_reference
 from bench.stats import (bootstrap_ci, corrected_paired_effect, cv_mean_ci, holm, mean_ci,
@@ -88,7 +88,7 @@ def _fold(rec: RunRecord):
 
 def vs_mse(recs: list[RunRecord], base: list[RunRecord], metric: str) -> dict:
     """A row's paired effect against its MSE row (:mod:`bench.stats` keys). Records without a
-    ``fold``: paired t over seeds. Records with one (repeated K-fold cross-validation, seed =
+    ``fold``: paired t over seeds, plus the variance of a test cohort all seeds share. Records with one (repeated K-fold cross-validation, seed =
     repeat): paired by (repeat, fold), with the corrected resampled t for overlapping
     training sets, test fraction 1/K."""
     def by_key(rs):
@@ -96,13 +96,14 @@ def vs_mse(recs: list[RunRecord], base: list[RunRecord], metric: str) -> dict:
     a, b = by_key(recs), by_key(base)
     folds = folds_of(recs)
     if not folds:
-        return paired_effect(a, b)
+        return paired_effect(a, b, shared_var=shared_cohort_variance(recs, metric, base))
     keys = sorted(set(a) & set(b))
     return corrected_paired_effect([a[k] - b[k] for k in keys], test_fraction=1 / folds)
 
 
 def _row_numbers(recs: list[RunRecord]) -> dict:
-    """Mean, std and the 95 % t-interval of the mean of each metric over the row's cells. Cross-
+    """Mean, std and the 95 % t-interval of the mean of each metric over the row's cells (with a
+    shared held-out cohort's variance, :func:`bench.power.shared_cohort_variance`). Cross-
     validated cells: the mean of each repeat's folds, then of the repeats; the std over all folds;
     the interval by the corrected resampled t (:func:`bench.stats.cv_mean_ci`)."""
     line, folds = {}, folds_of(recs)
@@ -113,8 +114,8 @@ def _row_numbers(recs: list[RunRecord]) -> dict:
         line[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else np.nan
     for m in ("accuracy", "macro_f1"):
         vals = [r.metric(m) for r in recs]
-        line[f"{m}_ci_lo"], line[f"{m}_ci_hi"] = mean_ci(vals) if not folds else \
-            cv_mean_ci(vals, [r.seed for r in recs], folds)[1:]
+        line[f"{m}_ci_lo"], line[f"{m}_ci_hi"] = mean_ci(vals, shared_var=shared_cohort_variance(recs, m)) \
+            if not folds else cv_mean_ci(vals, [r.seed for r in recs], folds)[1:]
     rho = np.array([r.metric("spearman_within") for r in recs], dtype=float)
     line["spearman_mean"] = np.nanmean(rho) if np.isfinite(rho).any() else np.nan
     line["spearman_std"] = np.nanstd(rho, ddof=1) if np.isfinite(rho).sum() > 1 else np.nan
@@ -128,7 +129,7 @@ def _effects(row: Row, cells: _Cells, compare: bool) -> dict:
     effects = {m: vs_mse(cells.finished(row), mse, m) if compare else {} for m in ("accuracy", "macro_f1")}
     line = {}
     for m, eff in effects.items():
-        for part in ("mean", "lo", "hi", "sd", "p_value"):
+        for part in ("mean", "lo", "hi", "sd", "p_value", "shared_var"):
             line[f"{m}_vs_mse" + ("" if part == "mean" else f"_{part}")] = eff.get(part, np.nan)
     line["n_paired"] = effects["macro_f1"].get("n", 0)
     line["p_improve"] = effects["macro_f1"].get("p_improve", np.nan)
@@ -167,7 +168,7 @@ def _mean(values: list[float]) -> float:
 def summarize(records: list[RunRecord], rows: list[Row],
               stale: Callable[[RunRecord], bool] | None = None) -> pd.DataFrame:
     """One line per table row (in grid order): n seeds, mean/std of each metric, the 95 %
-    t-interval of the mean over seeds, the share of headroom, the paired effect against
+    t-interval of the mean over seeds (with a shared test cohort's variance), the share of headroom, the paired effect against
     the MSE row of the same backbone and dataset with its raw and Holm-adjusted p (the
     family: every ΔF1-vs-MSE comparison of the table), the paper's effect and the verdict,
     the minimal detectable effect of the dataset's design, the paper's numbers, failed
@@ -184,7 +185,8 @@ def summarize(records: list[RunRecord], rows: list[Row],
         if len(effects):
             folds = folds_of([r for r in records if r.dataset == d])
             summary.loc[effects.index, "mde_f1"] = minimal_detectable_effect(
-                pooled_sd(effects), int(effects["n_paired"].min()), extra_variance=cv_extra_variance(folds))
+                pooled_sd(effects), int(effects["n_paired"].min()), extra_variance=cv_extra_variance(folds),
+                shared_var=shared_part(effects))
     return summary
 
 
@@ -360,9 +362,12 @@ was rendered with (the ceiling label noise leaves). failed = every seed of the r
 say why).
 
 The evidence tables, one per dataset: n = seeds; F1 95% CI = Student-t interval of the mean over seeds
-(each seed is a new patient split and a new initialisation); Headroom = (F1 − untrained) / (oracle −
-untrained); ΔF1 vs MSE = macro-F1 minus that of the MSE row of the same backbone, paired by seed, with its
-95 % t-interval; P(>MSE) = share of seeds where the row beats MSE (a tie counts half); Paper ΔF1 = the
+(each seed is a new training split and a new initialisation); where every seed is scored on one held-out
+cohort, the variance of that cohort's draw (a bootstrap of its patients, one draw for every seed), which the
+seeds' spread cannot show, is added (Welch–Satterthwaite df), so the interval covers a new cohort too;
+Headroom = (F1 − untrained) / (oracle − untrained); ΔF1 vs MSE = macro-F1 minus that of the MSE row of the
+same backbone, paired by seed, with its 95 % t-interval (plus the shared cohort's variance of the
+difference: small, as both rows meet the same hard patients); P(>MSE) = share of seeds where the row beats MSE (a tie counts half); Paper ΔF1 = the
 same difference in the paper. ρ(dist, Δscore) = Spearman correlation between the cosine distance of two
 test-scan embeddings of the same patient and the absolute difference of their scores (Figure 1 in one
 number).
@@ -428,7 +433,8 @@ STALE_NOTE = ("† made (partly) by result-affecting code other than the code th
               "several code versions: rerun with --rerun-stale.")
 
 EFFECTS_CAPTION = ("Effects against MSE of the same backbone: macro-F1 difference paired by seed with its 95 % "
-                   "t-interval, raw and Holm-adjusted p, P(row > MSE) over seeds, the paper's difference.")
+                   "t-interval (plus a shared held-out cohort's variance), raw and Holm-adjusted p, P(row > MSE) "
+                   "over seeds, the paper's difference.")
 
 CAPTIONS = {
     "table3": "Table 3 (reproduced): TSM, loss ablation on LUS and ADNI; mean ± std over seeds.",
