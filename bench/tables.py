@@ -54,7 +54,8 @@ def loss_label(row: Row) -> str:
 
 def _headroom(f1: float, untrained: float, oracle: float, oracle_lo: float) -> float:
     """(F1 − untrained) / (oracle − untrained): 0 = what an untrained encoder gets, 1 = the
-    oracle. Left out where the oracle's 95 % interval (``oracle_lo``) reaches down to the
+    oracle. Left out where the oracle's 95 % interval over seeds (``oracle_lo``; without a
+    shared cohort's variance, which moves the untrained encoder alike) reaches down to the
     untrained encoder: a share of a gap not told apart from zero is noise (label noise 0.3
     puts the oracle 0.007 above the untrained TSM, which would make a share of 8.7)."""
     gap = oracle - untrained
