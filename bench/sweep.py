@@ -174,6 +174,14 @@ def _cpu_jobs(o: SweepOptions) -> tuple[SweepOptions, list[str]]:
                                    f"{o.threads_per_cell} thread(s) at once; running {most}"]
 
 
+def _preset(o: SweepOptions) -> Preset:
+    """The named preset with ``--set`` / ``[set]`` / ``--epochs``, no size past :mod:`bench.limits`."""
+    preset = resolve(o.preset, {**o.overrides, **({"epochs": o.epochs} if o.epochs is not None else {})})
+    if too_big := setting_problems(preset.to_dict()):
+        raise UsageError(too_big[0])
+    return preset
+
+
 def plan(o: SweepOptions, *, decode: bool = True,
          on_clip: Callable[[str, int, int], None] | None = None) -> SweepPlan:
     """Validate everything, load the data, decode the clips (unless ``decode`` is False:
@@ -186,7 +194,7 @@ def plan(o: SweepOptions, *, decode: bool = True,
     check_options(o)
     try:
         rows = grid_rows(o.grid)
-        preset = resolve(o.preset, {**o.overrides, **({"epochs": o.epochs} if o.epochs is not None else {})})
+        preset = _preset(o)
         validate_axis("backbone", o.backbones, backbones.list_backbones())
         validate_axis("loss", o.losses, LOSSES.names())
         validate_axis("similarity", o.sims, SIMILARITIES.names())
@@ -195,8 +203,6 @@ def plan(o: SweepOptions, *, decode: bool = True,
             check_spec(spec)
     except (KeyError, ValueError, PluginError) as exc:
         raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
-    if too_big := setting_problems(preset.to_dict()):
-        raise UsageError(too_big[0])
     check_datasets(o.datasets, o.data)
     for name, path in o.pretrained.items():
         if not Path(path).exists():
