@@ -1,12 +1,11 @@
 """Issue #22's battery: every bad command line, config file, size, data set and tampering it
-found answers before anything trains — one line naming the value and what is valid, exit 2
-(or, for data and records, the named problem) — within seconds; and none is accepted in
+found answers before anything is written, decoded or trained — one line naming the value and
+what is valid, exit 2 (or, for data and records, the named problem); and none is accepted in
 silence."""
 import importlib.util
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ from bench.limits import cpu_cores
 from bench.records import RecordError, read_record
 
 REPO = Path(__file__).resolve().parent.parent
-ANSWER_S = 8  # "a few seconds", with room for a loaded 2-core machine
 CORES = cpu_cores()
 
 # (extra argv after the base run flags, needle of the one error line)
@@ -122,10 +120,12 @@ def paths(tmp_path) -> dict[str, str]:
     return {"file": str(afile), "runs_root": str(tmp_path / "runs_root")}
 
 
-def _answers_quickly(usage_error, argv: list[str], needle: str) -> None:
-    t0 = time.perf_counter()
+def _refused_before_any_work(usage_error, argv: list[str], needle: str, tmp_path: Path) -> None:
+    """The usage error, and not a file written before it: nothing decoded, cached, trained or
+    recorded (how long the answer takes is the benchmarks' business, not a test's)."""
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     usage_error(argv, needle)
-    assert time.perf_counter() - t0 < ANSWER_S
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before
 
 
 def _base(tmp_path: Path) -> list[str]:
@@ -140,15 +140,14 @@ def test_bad_run_flags(flags, needle, tmp_path, paths, usage_error):
     if "--executor" in flags and "submitit" in flags and importlib.util.find_spec("submitit") is None:
         pytest.skip("needs submitit (the slurm extra)")
     flags = [f.format(**paths) for f in flags]
-    _answers_quickly(usage_error, _base(tmp_path) + flags, needle.format(**paths))
-    assert not (tmp_path / "out" / "table3" / "runs").exists()
+    _refused_before_any_work(usage_error, _base(tmp_path) + flags, needle.format(**paths), tmp_path)
 
 
 @pytest.mark.parametrize("content, needle", CONFIGS, ids=_ids)
 def test_bad_config_values(content, needle, tmp_path, usage_error):
     path = tmp_path / "c.toml"
     path.write_text(content)
-    _answers_quickly(usage_error, _base(tmp_path) + ["--config", str(path)], needle)
+    _refused_before_any_work(usage_error, _base(tmp_path) + ["--config", str(path)], needle, tmp_path)
 
 
 @pytest.mark.parametrize("argv, needle", OTHER + NO_CUDA, ids=_ids)
@@ -162,7 +161,7 @@ def test_bad_subcommand_flags(argv, needle, tmp_path, paths, usage_error):
         argv = _base(tmp_path) + argv
     elif argv[0] in ("bench", "sensitivity") and "--out" not in argv:
         argv += ["--out", str(tmp_path / "out")]
-    _answers_quickly(usage_error, argv, needle.format(**paths))
+    _refused_before_any_work(usage_error, argv, needle.format(**paths), tmp_path)
 
 
 # --- accepted, and said so ------------------------------------------------------------------
