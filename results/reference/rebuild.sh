@@ -8,7 +8,8 @@
 #
 # PART: table3, table4, shortcut or label_noise. `run` computes out of tree (in $REBUILD_DIR,
 # default ../reference-rebuild: the clone, the clip cache, the sweep's output) with the
-# reference's settings (quick preset, 2 cells at a time, 1 thread each); a killed run resumes.
+# reference's settings (quick preset, 2 cells at a time, 1 thread each; REBUILD_PRESET=smoke for a
+# trial); a killed run resumes.
 # Cells another part already holds at COMMIT (same run_id: Table 4's TSM CL, untrained, majority
 # and oracle rows are Table 3's) are copied in, not computed again. A part that takes longer than
 # one sitting: `stage` copies its finished records to results/rebuild/PART/ (commit them) and the
@@ -27,7 +28,7 @@ sweep_args() {  # PART SEEDS: the sweep command's arguments, the same for run an
     *) echo "rebuild.sh: unknown part '$1'; valid: table3, table4, shortcut, label_noise" >&2; exit 2 ;;
   esac
   case $1 in shortcut|label_noise) echo "--datasets lus --losses mse,cl,wcl" ;; esac
-  echo "--preset quick --seeds $2"
+  echo "--preset ${REBUILD_PRESET:-quick} --seeds $2"
 }
 runs_dir() { case $1 in table3|table4) echo "$1/runs" ;; *) echo "sensitivity/$1/runs" ;; esac; }
 
