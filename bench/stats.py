@@ -219,8 +219,9 @@ def minimal_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: flo
     """The smallest true mean difference a two-sided paired t-test on ``n`` differences with
     sd ``sd`` detects with probability ``power`` (noncentral t on n − 1 df). ``extra_variance``
     and ``shared_var``: as in :func:`difference_effect` (the mean's variance is
-    sd² · (1/n + extra_variance) + shared_var)."""
-    if n < 2 or not np.isfinite(sd) or sd <= 0:
+    sd² · (1/n + extra_variance) + shared_var; on n − 1 df, conservative where shared_var is
+    most of it)."""
+    if n < 2 or not np.isfinite(sd) or (sd <= 0 and shared_var <= 0):
         return float("nan")
     df, crit = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
     se = np.sqrt(sd ** 2 * (1 / n + extra_variance) + shared_var)
@@ -243,7 +244,7 @@ def seeds_needed(sd: float, target: float, n_max: int = 10_000, per_seed: int = 
 
     def mde(seeds: int) -> float:
         return minimal_detectable_effect(sd, seeds * per_seed, extra_variance=extra_variance, shared_var=shared_var)
-    if sd == 0 or mde(2) <= target:
+    if (sd == 0 and shared_var == 0) or mde(2) <= target:
         return 2.0
     if mde(n_max) > target:
         return float("inf")

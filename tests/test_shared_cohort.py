@@ -8,7 +8,7 @@ from sklearn.metrics import f1_score
 
 from bench.grid import ANY, Row, grid_rows
 from bench.power import power_plan, shared_cohort_variance
-from bench.stats import difference_effect, mean_ci, shared_variance
+from bench.stats import difference_effect, mean_ci, minimal_detectable_effect, seeds_needed, shared_variance
 from bench.tables import summarize
 from tests.test_power_cv import with_pairs
 from tests.test_tables_stats import record
@@ -124,3 +124,11 @@ def test_the_paired_effect_and_the_power_plan_count_the_shared_part_of_a_differe
     plan = power_plan(summarize(recs, grid_rows("table3")), recs).iloc[0]
     assert plan["sd_shared"] == pytest.approx(np.sqrt(shared))
     assert plan["sd_train"] ** 2 == pytest.approx(max(plan["sd_total"] ** 2 - (plan["sd_test"] ** 2 - shared), 0))
+
+
+def test_the_shared_part_is_a_floor_no_number_of_seeds_lowers():
+    floor = minimal_detectable_effect(0.0, 9, shared_var=0.02 ** 2)  # no spread over seeds, the cohort's alone
+    assert 0.05 < floor < 0.07 and np.isnan(minimal_detectable_effect(0.0, 9))
+    assert np.isinf(seeds_needed(0.0, 0.03, shared_var=0.02 ** 2, n_max=200))
+    assert seeds_needed(0.0, 0.03) == 2
+    assert minimal_detectable_effect(0.04, 9, shared_var=0.02 ** 2) > minimal_detectable_effect(0.04, 9)
