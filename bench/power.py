@@ -47,6 +47,11 @@ def _test_pairs(rec):
     return tp if rec.finished and tp and tp.true else None
 
 
+def _same_test_pairs(a, b) -> bool:
+    """Whether two scored pair lists are the same pairs: the same patients and labels in order."""
+    return list(a.patient) == list(b.patient) and list(a.true) == list(b.true)
+
+
 def joint_bootstrap(records: list) -> pd.DataFrame:
     """One line per method cell paired with the MSE cell of its dataset, backbone, seed (and fold) on
     the same test pairs (same patients and labels in the same order; other pairs are
@@ -59,7 +64,7 @@ def joint_bootstrap(records: list) -> pd.DataFrame:
         if base is None or r is base or is_reference(r.loss) or not _test_pairs(r):
             continue
         a, b = r.test_pairs, base.test_pairs
-        if list(a.patient) != list(b.patient) or list(a.true) != list(b.true):
+        if not _same_test_pairs(a, b):
             continue
         out.append({"dataset": r.dataset, "backbone": r.backbone, "loss": r.loss, "sim": r.sim, "seed": r.seed,
                     "delta": r.metric("macro_f1") - base.metric("macro_f1"),
@@ -77,16 +82,15 @@ def shared_cohort_variance(recs: list, metric: str, base: list | None = None) ->
     test split: their spread already holds the test sampling) or fewer than two seeds score."""
     rows = {(r.seed, getattr(r, "fold", None)): r for r in recs if _test_pairs(r)}
     bases = {(r.seed, getattr(r, "fold", None)): r for r in base or [] if _test_pairs(r)}
-    seeds = sorted(set(rows) & set(bases)) if base is not None else sorted(rows)
-    cells = [rows[s] for s in seeds] + [bases[s] for s in seeds if base is not None]
-    if len(seeds) < 2:
+    keys = sorted(set(rows) & set(bases)) if base is not None else sorted(rows)
+    cells = [rows[k] for k in keys] + [bases[k] for k in keys if base is not None]
+    if len(keys) < 2:
         return 0.0
     first = cells[0].test_pairs
-    if any(list(c.test_pairs.patient) != list(first.patient) or list(c.test_pairs.true) != list(first.true)
-           for c in cells[1:]):
+    if not all(_same_test_pairs(c.test_pairs, first) for c in cells[1:]):
         return 0.0
     reps = cluster_bootstrap(first.true, [c.test_pairs.pred for c in cells], metric, first.patient)
-    return shared_variance(reps[:len(seeds)] - reps[len(seeds):] if base is not None else reps)
+    return shared_variance(reps[:len(keys)] - reps[len(keys):] if base is not None else reps)
 
 
 def pooled_sd(effects: pd.DataFrame) -> float:

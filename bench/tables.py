@@ -89,9 +89,9 @@ def _fold(rec: RunRecord):
 
 def vs_mse(recs: list[RunRecord], base: list[RunRecord], metric: str) -> dict:
     """A row's paired effect against its MSE row (:mod:`bench.stats` keys). Records without a
-    ``fold``: paired t over seeds, plus the variance of a test cohort all seeds share. Records with one (repeated K-fold cross-validation, seed =
-    repeat): paired by (repeat, fold), with the corrected resampled t for overlapping
-    training sets, test fraction 1/K."""
+    ``fold``: paired t over seeds, plus the variance of a test cohort all seeds share. Records
+    with one (repeated K-fold cross-validation, seed = repeat): paired by (repeat, fold), with
+    the corrected resampled t for overlapping training sets, test fraction 1/K."""
     def by_key(rs):
         return {(r.seed, _fold(r)): r.metric(metric) for r in rs}
     a, b = by_key(recs), by_key(base)
@@ -169,11 +169,11 @@ def _mean(values: list[float]) -> float:
 def summarize(records: list[RunRecord], rows: list[Row],
               stale: Callable[[RunRecord], bool] | None = None) -> pd.DataFrame:
     """One line per table row (in grid order): n seeds, mean/std of each metric, the 95 %
-    t-interval of the mean over seeds (with a shared test cohort's variance), the share of headroom, the paired effect against
-    the MSE row of the same backbone and dataset with its raw and Holm-adjusted p (the
-    family: every ΔF1-vs-MSE comparison of the table), the paper's effect and the verdict,
-    the minimal detectable effect of the dataset's design, the paper's numbers, failed
-    cells, and whether the row holds a record that ``stale(record)`` says was made by other
+    t-interval of the mean over seeds (with a shared test cohort's variance), the share of
+    headroom, the paired effect against the MSE row of the same backbone and dataset with its
+    raw and Holm-adjusted p (the family: every ΔF1-vs-MSE comparison of the table), the
+    paper's effect and the verdict, the minimal detectable effect of the dataset's design, the
+    paper's numbers, failed cells, and whether the row holds a record that ``stale(record)`` says was made by other
     result-affecting code than its cell runs now (:func:`bench.cell.record_is_stale`), or
     cells of several code versions."""
     cells = _Cells(records)
@@ -368,10 +368,10 @@ cohort, the variance of that cohort's draw (a bootstrap of its patients, one dra
 seeds' spread cannot show, is added (Welch–Satterthwaite df), so the interval covers a new cohort too;
 Headroom = (F1 − untrained) / (oracle − untrained); ΔF1 vs MSE = macro-F1 minus that of the MSE row of the
 same backbone, paired by seed, with its 95 % t-interval (plus the shared cohort's variance of the
-difference: small, as both rows meet the same hard patients); P(>MSE) = share of seeds where the row beats MSE (a tie counts half); Paper ΔF1 = the
-same difference in the paper. ρ(dist, Δscore) = Spearman correlation between the cosine distance of two
-test-scan embeddings of the same patient and the absolute difference of their scores (Figure 1 in one
-number).
+difference: small, as both rows meet the same hard patients); P(>MSE) = share of seeds where the row
+beats MSE (a tie counts half); Paper ΔF1 = the same difference in the paper. ρ(dist, Δscore) = Spearman
+correlation between the cosine distance of two test-scan embeddings of the same patient and the absolute
+difference of their scores (Figure 1 in one number).
 
 {VERDICT_LEGEND}
 """

@@ -77,6 +77,7 @@ case $1 in
     OMP_NUM_THREADS=1 "$py" run_all.py $args --jobs 2 --out "$work/out" --cache-dir "$work/cache" ;;
   stage)
     [ $# -eq 3 ] || usage
+    sweep_args "$2" "$3" >/dev/null   # an unknown part: its one line, exit 2
     plan_ids "$2" "$3" > "$work/$2.ids"
     while read -r id; do   # not those another part of the reference already holds
       cmp -s "$work/out/$(runs_dir "$2")/$id.json" "$(ls "$repo"/results/reference/{,sensitivity/}*/runs/"$id.json" \
